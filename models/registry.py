@@ -1,0 +1,142 @@
+"""The ERNIE 4.5 model family: architecture facts, presets, and how a model name becomes a directory.
+
+This module never imports paddle: the web UI reads it to list models and presets. Built-in models
+(the tiny demo models) are built on first use by `models.tiny`; real checkpoints are local
+directories (nothing is ever downloaded).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a user needs to know about one ERNIE 4.5 model before choosing it."""
+
+    name: str
+    kind: str  # dense | moe | vl-moe
+    total_params: str
+    active_params: str
+    layers: int
+    context_length: int
+    experts: int = 0  # routed text experts per MoE layer (0 for dense)
+    experts_per_token: int = 0
+    shared_experts: int = 0
+    vision_experts: int = 0
+    chat_template: str = "ernie"
+    thinking: bool = False
+    builtin: bool = False  # built locally by models.tiny, works with nothing downloaded
+    description: str = ""
+    presets: dict = field(default_factory=dict)  # method name -> {dotted config key: value}
+
+
+_SMALL_PRESETS = {
+    "sft-lora": {"finetuning.type": "lora", "finetuning.lora.rank": 16, "finetuning.lora.alpha": 32,
+                 "optim.learning_rate": 2e-3, "optim.num_train_epochs": 30, "optim.per_device_batch_size": 8},
+    "sft-full": {"finetuning.type": "full", "optim.learning_rate": 3e-3, "optim.num_train_epochs": 20,
+                 "optim.per_device_batch_size": 8},
+}
+
+_REAL_PRESETS = {
+    "sft-lora": {"finetuning.type": "lora", "finetuning.lora.rank": 32, "finetuning.lora.alpha": 64,
+                 "optim.learning_rate": 3e-4, "optim.num_train_epochs": 1, "optim.warmup_steps": 20,
+                 "optim.per_device_batch_size": 1, "optim.gradient_accumulation_steps": 8,
+                 "precision": "bf16", "devices.device": "gpu"},
+    "sft-full": {"finetuning.type": "full", "optim.learning_rate": 1e-5, "optim.num_train_epochs": 1,
+                 "optim.warmup_steps": 20, "optim.per_device_batch_size": 1,
+                 "optim.gradient_accumulation_steps": 8, "precision": "bf16", "devices.device": "gpu"},
+}
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            name="ernie-4.5-tiny-moe", kind="moe", total_params="1.3M", active_params="0.6M", layers=4,
+            context_length=2048, experts=8, experts_per_token=2, shared_experts=1, builtin=True,
+            description="Embedded demo: the ERNIE 4.5 MoE architecture at tiny size (first layer dense, "
+                        "then 8 experts top-2 plus a shared expert). Trains on CPU in seconds.",
+            presets=_SMALL_PRESETS,
+        ),
+        ModelSpec(
+            name="ernie-4.5-tiny-dense", kind="dense", total_params="0.8M", active_params="0.8M", layers=4,
+            context_length=2048, builtin=True,
+            description="Embedded demo: the dense ERNIE-4.5-0.3B architecture at tiny size.",
+            presets=_SMALL_PRESETS,
+        ),
+        ModelSpec(
+            name="ERNIE-4.5-0.3B", kind="dense", total_params="0.36B", active_params="0.36B", layers=18,
+            context_length=131072, description="Dense 0.3B model; fine-tunes on one consumer GPU.",
+            presets=_REAL_PRESETS,
+        ),
+        ModelSpec(
+            name="ERNIE-4.5-21B-A3B", kind="moe", total_params="21B", active_params="3B", layers=28,
+            context_length=131072, experts=64, experts_per_token=6, shared_experts=2,
+            description="Text MoE, 21B total / 3B active parameters.", presets=_REAL_PRESETS,
+        ),
+        ModelSpec(
+            name="ERNIE-4.5-21B-A3B-Thinking", kind="moe", total_params="21B", active_params="3B", layers=28,
+            context_length=131072, experts=64, experts_per_token=6, shared_experts=2, thinking=True,
+            description="21B-A3B post-trained for reasoning (<think> ... </think>).", presets=_REAL_PRESETS,
+        ),
+        ModelSpec(
+            name="ERNIE-4.5-300B-A47B", kind="moe", total_params="300B", active_params="47B", layers=54,
+            context_length=131072, experts=64, experts_per_token=8,
+            description="Flagship text MoE, 300B total / 47B active; needs a multi-GPU node.",
+            presets=_REAL_PRESETS,
+        ),
+        ModelSpec(
+            name="ERNIE-4.5-VL-28B-A3B", kind="vl-moe", total_params="28B", active_params="3B", layers=28,
+            context_length=131072, experts=64, experts_per_token=6, shared_experts=2, vision_experts=64,
+            chat_template="ernie_vl", thinking=True,
+            description="Vision-language MoE with modality-isolated text and vision experts.",
+            presets=_REAL_PRESETS,
+        ),
+        ModelSpec(
+            name="ERNIE-4.5-VL-424B-A47B", kind="vl-moe", total_params="424B", active_params="47B", layers=54,
+            context_length=131072, experts=64, experts_per_token=8, vision_experts=64,
+            chat_template="ernie_vl", thinking=True,
+            description="Largest vision-language MoE; needs several multi-GPU nodes.", presets=_REAL_PRESETS,
+        ),
+    ]
+}
+
+DEFAULT_MODEL = "ernie-4.5-tiny-moe"
+
+
+class ModelNotFound(Exception):
+    """A model name or directory that cannot be used, with what to do about it."""
+
+
+def default_workdir() -> Path:
+    return Path(os.environ.get("ERNIE_STUDIO_HOME", "workspace")).resolve()
+
+
+def resolve_model_dir(name_or_path: str, workdir: Path | None = None) -> Path:
+    """Return the local checkpoint directory for a registry name or a path, building built-ins on demand."""
+    workdir = Path(workdir) if workdir else default_workdir()
+    spec = MODELS.get(name_or_path)
+    if spec is not None and spec.builtin:
+        from models.tiny import ensure_built
+
+        return ensure_built(spec.name, workdir / "models")
+    if spec is not None:
+        local = workdir / "models" / spec.name
+        if (local / "config.json").is_file():
+            return local
+        raise ModelNotFound(
+            f"{spec.name} is not embedded and nothing is downloaded at run time: put its checkpoint "
+            f"(config.json, *.safetensors, tokenizer files) in {local} or set model.name_or_path "
+            f"to the directory that holds it"
+        )
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        known = ", ".join(MODELS)
+        raise ModelNotFound(
+            f"model directory not found: {name_or_path} (neither a local directory nor a known model; "
+            f"known models: {known})"
+        )
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise ModelNotFound(f"{name_or_path} is not a checkpoint directory: config.json is missing")
+    return path.resolve()

@@ -1,0 +1,175 @@
+"""Builds the embedded tiny ERNIE 4.5 models (MoE and dense) and their tokenizer from `assets/`.
+
+A built model is an ordinary checkpoint directory (config.json, model.safetensors, tokenizer.model,
+tokenizer_config.json, generation_config.json), loaded afterwards exactly like a real ERNIE 4.5
+checkpoint. Building is deterministic (fixed seeds, single-threaded tokenizer training) and atomic:
+the directory is written under a temporary name and renamed into place, under a file lock so two
+processes never build the same model at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+from models.chat_template import ERNIE_CHAT_TEMPLATE
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+CORPUS_FILES = [ASSETS / "corpus" / "en.txt", ASSETS / "corpus" / "zh.txt"]
+BUILD_VERSION = 1
+SEED = 20250630
+
+BOS, EOS, CLS, SEP = "<s>", "</s>", "<|begin_of_sentence|>", "<|end_of_sentence|>"
+SPECIAL_TOKENS = [CLS, SEP, "<think>", "</think>", "\n"]
+
+VOCAB_SIZE = 1536
+EMBEDDING_SCALE = 3.0
+
+_COMMON = dict(
+    vocab_size=VOCAB_SIZE, hidden_size=128, intermediate_size=344, num_hidden_layers=4,
+    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, rope_theta=500000.0,
+    rms_norm_eps=1e-5, use_bias=False, tie_word_embeddings=True, pad_token_id=0, bos_token_id=2,
+    eos_token_id=3, use_cache=True, hidden_act="silu",
+)
+
+MODEL_CONFIGS = {
+    "ernie-4.5-tiny-moe": dict(
+        _COMMON, architectures=["Ernie4_5_MoeForCausalLM"], model_type="ernie4_5_moe",
+        moe_num_experts=8, moe_k=2, moe_num_shared_experts=1, moe_intermediate_size=64,
+        moe_layer_start_index=1, moe_layer_end_index=3, moe_layer_interval=1, moe_capacity=[8, 8, 8],
+        moe_use_aux_free=True, moe_norm_min=1e-12, router_aux_loss_coef=1e-2, router_z_loss_coef=0.0,
+        moe_orthogonal_loss_lambda=0.0, num_nextn_predict_layers=0,
+    ),
+    "ernie-4.5-tiny-dense": dict(
+        _COMMON, architectures=["Ernie4_5ForCausalLM"], model_type="ernie4_5",
+    ),
+}
+
+
+def corpus_digest() -> str:
+    digest = hashlib.sha256(f"v{BUILD_VERSION}".encode())
+    for path in CORPUS_FILES:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def ensure_built(name: str, models_dir: Path) -> Path:
+    """Return WORKDIR/models/<name>, building it first if it is missing or stale."""
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    target = models_dir / name
+    with open(models_dir / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _is_current(target):
+            return target
+        staging = models_dir / f".{name}.building-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        build(name, staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    return target
+
+
+def _is_current(target: Path) -> bool:
+    info = target / "build_info.json"
+    if not info.is_file():
+        return False
+    return json.loads(info.read_text()).get("corpus_digest") == corpus_digest()
+
+
+def build(name: str, out_dir: Path) -> None:
+    """Write a complete checkpoint for built-in model `name` into the empty directory `out_dir`."""
+    if name not in MODEL_CONFIGS:
+        raise ValueError(f"unknown built-in model {name!r}; built-ins: {', '.join(MODEL_CONFIGS)}")
+    build_tokenizer(out_dir)
+    _build_weights(name, out_dir)
+    (out_dir / "build_info.json").write_text(
+        json.dumps({"name": name, "build_version": BUILD_VERSION, "corpus_digest": corpus_digest()}, indent=2)
+    )
+
+
+def build_tokenizer(out_dir: Path) -> None:
+    import sentencepiece as spm
+
+    missing = [str(p) for p in CORPUS_FILES if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"tokenizer corpus missing: {', '.join(missing)}")
+    # Sentences come from an iterator and the model goes to memory, so no file path ends up in the
+    # model's recorded trainer spec and the bytes depend on the corpus alone.
+    sentences = [line for path in CORPUS_FILES for line in path.read_text(encoding="utf-8").splitlines() if line]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=VOCAB_SIZE,
+        character_coverage=0.9995,
+        byte_fallback=True,
+        split_digits=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=False,
+        allow_whitespace_only_pieces=True,
+        pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+        pad_piece="<pad>", unk_piece="<unk>", bos_piece=BOS, eos_piece=EOS,
+        user_defined_symbols=SPECIAL_TOKENS,
+        num_threads=1,
+        seed_sentencepiece_size=100000,
+        minloglevel=2,
+    )
+    (out_dir / "tokenizer.model").write_bytes(model.getvalue())
+    sep_id = _piece_id(out_dir / "tokenizer.model", SEP)
+    tokenizer_config = {
+        "tokenizer_class": "Ernie4_5Tokenizer",
+        "bos_token": BOS, "eos_token": EOS, "pad_token": "<pad>", "unk_token": "<unk>",
+        "cls_token": CLS, "sep_token": SEP,
+        "additional_special_tokens": [CLS, SEP],
+        "add_bos_token": False, "add_eos_token": False,
+        "model_max_length": _COMMON["max_position_embeddings"],
+        "chat_template": ERNIE_CHAT_TEMPLATE,
+    }
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False))
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(
+        {k: tokenizer_config[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token", "cls_token", "sep_token")},
+        indent=2,
+    ))
+    (out_dir / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": _COMMON["bos_token_id"], "eos_token_id": [_COMMON["eos_token_id"], sep_id],
+         "pad_token_id": _COMMON["pad_token_id"], "use_cache": True},
+        indent=2,
+    ))
+
+
+def _piece_id(model_file: Path, piece: str) -> int:
+    import sentencepiece as spm
+
+    return spm.SentencePieceProcessor(model_file=str(model_file)).piece_to_id(piece)
+
+
+def _build_weights(name: str, out_dir: Path) -> None:
+    import paddle
+    from paddleformers.transformers import AutoConfig, AutoModelForCausalLM
+
+    paddle.set_device("cpu")
+    (out_dir / "config.json").write_text(json.dumps(MODEL_CONFIGS[name], indent=2))
+    config = AutoConfig.from_pretrained(str(out_dir))
+    paddle.seed(SEED)
+    model = AutoModelForCausalLM.from_config(config)
+    # The tied embedding doubles as the output projection. At the default init its rows are so short
+    # that, with the final norm frozen (as under LoRA), no hidden state can make any token likely;
+    # real checkpoints have learned, longer rows. Give the tiny model a comparable logit range.
+    embedding = model.get_input_embeddings().weight
+    embedding.set_value(embedding * EMBEDDING_SCALE)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    # save_pretrained rewrites config.json with runtime fields and leaves a save-signal file behind;
+    # keep the checkpoint's own config and nothing else.
+    (out_dir / "config.json").write_text(json.dumps(MODEL_CONFIGS[name], indent=2))
+    for leftover in out_dir.glob("saved_signal_*"):
+        leftover.unlink()

@@ -1,0 +1,86 @@
+"""Shared fixtures: one studio workdir per test session, the tiny models built once, and helpers
+to run the real trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_SFT = ROOT / "assets" / "sample_sft.jsonl"
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("studio")
+    os.environ["ERNIE_STUDIO_HOME"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_moe_dir(workdir) -> Path:
+    from models.tiny import ensure_built
+
+    return ensure_built("ernie-4.5-tiny-moe", workdir / "models")
+
+
+@pytest.fixture(scope="session")
+def tiny_dense_dir(workdir) -> Path:
+    from models.tiny import ensure_built
+
+    return ensure_built("ernie-4.5-tiny-dense", workdir / "models")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_moe_dir):
+    from models.loader import load_tokenizer
+
+    return load_tokenizer(tiny_moe_dir)
+
+
+def example_config(name: str, **changes) -> dict:
+    """An example config as a dict, with dotted-key changes applied and data paths made absolute."""
+    from trainer.config import set_key
+
+    config = yaml.safe_load((EXAMPLES / name).read_text())
+    for entry in config["data"]["train"]:
+        entry["path"] = str(ROOT / entry["path"])
+    for key, value in changes.items():
+        set_key(config, key.replace("__", "."), value)
+    return config
+
+
+def run_trainer(config: dict, job_dir: Path, *extra: str, timeout: int = 400) -> subprocess.CompletedProcess:
+    """Run `python -m trainer run` on `config` in `job_dir` and return the finished process."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    config_path = job_dir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", "run", str(config_path), "--job-dir", str(job_dir), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def read_metrics(job_dir: Path) -> list[dict]:
+    path = job_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def sample_conversations() -> list[list[dict]]:
+    return [json.loads(line)["messages"] for line in SAMPLE_SFT.read_text(encoding="utf-8").splitlines()]
+
+
+def exact_answer_rate(model, tokenizer) -> float:
+    """Share of sample prompts whose greedy reply equals the trained final answer."""
+    from models.generate import greedy_reply
+
+    conversations = sample_conversations()
+    hits = sum(greedy_reply(model, tokenizer, c[:-1]).strip() == c[-1]["content"].strip() for c in conversations)
+    return hits / len(conversations)

@@ -1,0 +1,384 @@
+"""Tests of the job directory contract (trainer/jobfiles.py) and the launcher (trainer/jobs.py).
+
+The trainer here is tests/fake_trainer.py, which speaks the same file protocol in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import sys
+import time
+
+import psutil
+import pytest
+import yaml
+
+from trainer import jobfiles, jobs
+from trainer.jobfiles import JobPaths, LogTail, MetricsTail
+from trainer.jobs import InvalidJobId, JobNotFound, JobStateError, JobStore
+
+
+def fake_argv(paths: JobPaths, config: dict, resume: bool) -> list[str]:
+    argv = [sys.executable, "-m", "tests.fake_trainer", "run", str(paths.config), "--job-dir", str(paths.dir)]
+    return argv + ["--resume"] if resume else argv
+
+
+def wait_for(predicate, timeout_s: float = 15.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def wait_state(store: JobStore, job_id: str, states, timeout_s: float = 15.0) -> jobs.Job:
+    states = {states} if isinstance(states, str) else set(states)
+    holder = {}
+
+    def check():
+        holder["job"] = store.refresh(job_id)
+        return holder["job"].state in states
+
+    try:
+        wait_for(check, timeout_s, f"state in {sorted(states)}")
+    except AssertionError as e:
+        job = holder.get("job")
+        raise AssertionError(f"{e}; last state {job and job.state}, error {job and job.error}") from None
+    return holder["job"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def group_alive(pgid: int) -> list[int]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return found
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = JobStore(tmp_path / "ws", trainer_argv=fake_argv)
+    yield s
+    # Never leave a fake trainer or its child behind, whatever a test did.
+    tokens = {jobfiles.read_status(d).get("launch_token") for d in (tmp_path / "ws" / "jobs").iterdir()}
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(jobs.LAUNCH_ENV) in tokens - {None}:
+                proc.kill()
+        except (psutil.Error, OSError):
+            continue
+
+
+def fake_config(**fake) -> dict:
+    return {"model": {"name": "tiny-moe"}, "method": "sft", "fake": fake}
+
+
+# -- jobfiles ----------------------------------------------------------------------------------------
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "status.json"
+    jobfiles.atomic_write_json(target, {"a": 1})
+    jobfiles.atomic_write_json(target, {"a": 2, "b": "ü"})
+    jobfiles.atomic_write_text(tmp_path / "config.yaml", "x: 1\n")
+    assert json.loads(target.read_text()) == {"a": 2, "b": "ü"}
+    with pytest.raises(TypeError):
+        jobfiles.atomic_write_json(target, {"bad": object()})
+    assert json.loads(target.read_text()) == {"a": 2, "b": "ü"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "status.json"]
+
+
+def test_status_merges_and_missing_or_corrupt_status(tmp_path):
+    assert jobfiles.read_status(tmp_path) == {}
+    jobfiles.write_status(tmp_path, state="queued", step=0)
+    status = jobfiles.write_status(tmp_path, step=3)
+    assert status["state"] == "queued" and status["step"] == 3 and status["updated"] > 0
+    assert jobfiles.read_status(tmp_path) == status
+    with pytest.raises(ValueError, match="unknown job state 'sleeping'"):
+        jobfiles.write_status(tmp_path, state="sleeping")
+    JobPaths(tmp_path).status.write_text("{not json")
+    with pytest.raises(jobfiles.JobFileError, match="status.json is not valid JSON"):
+        jobfiles.read_status(tmp_path)
+
+
+def test_metrics_tail_offsets_and_partial_lines(tmp_path):
+    tail = MetricsTail(JobPaths(tmp_path).metrics)
+    assert tail.read() == []
+    jobfiles.append_metrics(tmp_path, {"step": 1, "loss": 2.0})
+    jobfiles.append_metrics(tmp_path, {"step": 2, "loss": 1.5})
+    assert [r["step"] for r in tail.read()] == [1, 2]
+    assert tail.read() == []
+    offset = tail.offset
+    assert offset == JobPaths(tmp_path).metrics.stat().st_size
+    with open(JobPaths(tmp_path).metrics, "ab") as f:
+        f.write(b'{"step": 3, "lo')
+        f.flush()
+        assert tail.read() == [] and tail.offset == offset
+        f.write(b'ss": 1.0}\n{"step": 4}\nnot json\n')
+    assert [r["step"] for r in tail.read()] == [3, 4]
+    assert tail.bad_lines == 1
+    # A second reader starting from a saved offset sees only what follows it.
+    assert [r["step"] for r in MetricsTail(JobPaths(tmp_path).metrics, offset=offset).read()] == [3, 4]
+
+
+def test_log_tail_decodes_with_replacement_and_tail_text(tmp_path):
+    log = JobPaths(tmp_path).log
+    tail = LogTail(log)
+    log.write_bytes(b"first\r\nbad \xff byte\npartial")
+    assert tail.read() == ["first", "bad \ufffd byte"]
+    with open(log, "ab") as f:
+        f.write(b" line\n")
+    assert tail.read() == ["partial line"]
+    log.write_bytes(b"".join(f"line {i}\n".encode() for i in range(1000)))
+    text = jobfiles.tail_text(log, max_bytes=200)
+    assert text.endswith("line 999") and text.splitlines()[0].startswith("line ")
+    assert jobfiles.tail_text(log, max_lines=3) == "line 997\nline 998\nline 999"
+    assert jobfiles.tail_text(tmp_path / "missing.log") == ""
+
+
+def test_last_checkpoint_ignores_incomplete(tmp_path):
+    paths = JobPaths(tmp_path)
+    assert paths.last_checkpoint() is None
+    for step in (5, 10):
+        paths.checkpoint_dir(step).mkdir(parents=True)
+        (paths.checkpoint_dir(step) / "weights.bin").write_bytes(b"x")
+        jobfiles.mark_checkpoint_complete(paths.checkpoint_dir(step))
+    paths.checkpoint_dir(15).mkdir()  # half-written: no marker
+    (paths.checkpoints / "checkpoint-x").mkdir()
+    assert paths.last_checkpoint() == paths.checkpoint_dir(10)
+    assert (paths.checkpoint_dir(10) / jobfiles.CHECKPOINT_COMPLETE_MARKER).is_file()
+
+
+def test_stop_file(tmp_path):
+    assert not jobfiles.stop_requested(tmp_path)
+    jobfiles.request_stop(tmp_path)
+    assert jobfiles.stop_requested(tmp_path)
+    jobfiles.clear_stop(tmp_path)
+    assert not jobfiles.stop_requested(tmp_path)
+
+
+# -- store -------------------------------------------------------------------------------------------
+
+
+def test_create_job_writes_config_and_status(store):
+    config = fake_config(steps=3)
+    job = store.create_job(config, name="first")
+    assert jobs.JOB_ID_RE.fullmatch(job.id)
+    assert job.state == "queued" and job.name == "first" and not job.active
+    assert yaml.safe_load(job.paths.config.read_text()) == config
+    assert jobfiles.read_status(job.job_dir)["state"] == "queued"
+    assert job.config_summary == {"model.name": "tiny-moe", "method": "sft", "fake.steps": 3}
+    assert store.get_job(job.id).config_summary == job.config_summary
+
+
+def test_invalid_ids_are_refused(store):
+    for bad in ["../etc", "x", "", "20261123-011500-AB12", "20261123-011500-ab12/..",
+                "20261123-011500-ab12\n", "\uff120261123-011500-ab12", None, 5]:
+        for call in (store.get_job, store.start_job, store.refresh, store.delete_job, store.stop_job):
+            with pytest.raises(InvalidJobId):
+                call(bad)
+    with pytest.raises(JobNotFound, match="no job 20261123-011500-ab12"):
+        store.get_job("20261123-011500-ab12")
+
+
+def test_store_survives_reopening_and_uses_wal(store):
+    a = store.create_job(fake_config(), name="a")
+    b = store.create_job(fake_config(), name="b")
+    reopened = JobStore(store.workdir, trainer_argv=fake_argv)
+    assert [j.id for j in reopened.list_jobs()] == [b.id, a.id]
+    assert reopened.get_job(a.id).name == "a"
+    assert reopened.journal_mode() == "wal"
+    with sqlite3.connect(store.db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT version FROM schema_version WHERE component = 'jobs'").fetchone()[0] == 1
+
+
+# -- launcher ----------------------------------------------------------------------------------------
+
+
+def test_start_runs_to_completed(store):
+    job = store.create_job(fake_config(steps=5))
+    started = store.start_job(job.id)
+    assert started.pid and started.pgid == started.pid and started.launched
+    assert started.state in ("queued", "running", "completed")
+    done = wait_state(store, job.id, "completed")
+    assert done.step == 5 and done.total_steps == 5 and done.error is None
+    assert [r["step"] for r in MetricsTail(job.paths.metrics).read()] == [1, 2, 3, 4, 5]
+    log = job.paths.log.read_text()
+    assert "[studio]" in log and "fake trainer: completed" in log
+    assert (job.paths.output / "model.txt").exists()
+    wait_for(lambda: not alive(started.pid), 5, "the trainer to be reaped")
+    with pytest.raises(JobStateError, match="resume it or clone it"):
+        store.start_job(job.id)
+
+
+def test_stop_mid_run_saves_checkpoint_then_resume_continues(store):
+    job = store.create_job(fake_config(steps=30, step_s=0.05))
+    store.start_job(job.id)
+    wait_for(lambda: (store.refresh(job.id).step or 0) >= 3, 15, "3 steps")
+    stopped = store.stop_job(job.id, grace_s=10)
+    assert stopped.state == "stopped" and stopped.error is None, stopped.error
+    ckpt = job.paths.last_checkpoint()
+    assert ckpt is not None and jobfiles.checkpoint_step(ckpt) == stopped.step >= 3
+    assert not group_alive(stopped.pgid)
+
+    tail = MetricsTail(job.paths.metrics)
+    tail.read()
+    resumed = store.start_job(job.id, resume=True)
+    assert resumed.error is None and not jobfiles.stop_requested(job.job_dir)
+    done = wait_state(store, job.id, "completed")
+    assert done.step == 30
+    new_steps = [r["step"] for r in tail.read()]
+    assert new_steps[0] == stopped.step + 1 and new_steps[-1] == 30
+    assert "running from step %d" % stopped.step in job.paths.log.read_text()
+
+
+def test_resume_needs_a_checkpoint(store):
+    job = store.create_job(fake_config(exit_code=3))
+    store.start_job(job.id)
+    failed = wait_state(store, job.id, "failed")
+    assert "exited with code 3" in failed.error and "crashing on purpose" in failed.error
+    with pytest.raises(JobStateError, match="no complete checkpoint"):
+        store.start_job(job.id, resume=True)
+
+
+@pytest.mark.parametrize("child_session", [False, True], ids=["child-in-group", "child-in-own-session"])
+def test_sigterm_ignoring_trainer_and_child_are_killed_after_grace(store, child_session):
+    job = store.create_job(fake_config(hang=True, ignore_stop=True, spawn_child=True, child_session=child_session))
+    started = store.start_job(job.id)
+    wait_state(store, job.id, "running")
+    child_pid = int(wait_for(lambda: (job.job_dir / "child.pid").exists() and
+                             (job.job_dir / "child.pid").read_text(), 10, "child.pid"))
+    assert alive(child_pid) and (os.getpgid(child_pid) == started.pgid) != child_session
+    t0 = time.monotonic()
+    stopped = store.stop_job(job.id, grace_s=1)
+    assert 0.9 <= time.monotonic() - t0 < 10
+    assert stopped.state == "stopped"
+    assert stopped.error == "did not stop within 1s; killed"
+    assert group_alive(started.pgid) == []
+    assert not alive(started.pid) and not alive(child_pid)
+
+
+def test_child_left_by_a_cooperative_stop_is_killed_after_the_grace_period(store):
+    job = store.create_job(fake_config(hang=True, spawn_child=True))
+    started = store.start_job(job.id)
+    wait_state(store, job.id, "running")
+    child_pid = int(wait_for(lambda: (job.job_dir / "child.pid").exists() and
+                             (job.job_dir / "child.pid").read_text(), 10, "child.pid"))
+    store.request_stop(job.id, grace_s=0.5)
+    stopped = wait_state(store, job.id, "stopped")
+    assert stopped.error is None and job.paths.last_checkpoint() is not None
+    time.sleep(0.6)
+    store.reap()
+    wait_for(lambda: not alive(child_pid), 5, "the child to be killed")
+    assert group_alive(started.pgid) == []
+    assert store.get_job(job.id).stop_deadline is None
+
+
+def test_non_blocking_stop_is_enforced_by_reap_after_restart(store):
+    job = store.create_job(fake_config(hang=True, ignore_stop=True))
+    started = store.start_job(job.id)
+    wait_state(store, job.id, "running")
+    stopping = store.request_stop(job.id, grace_s=0.5)
+    assert stopping.state == "stopping" and jobfiles.stop_requested(job.job_dir)
+    # A new store (the UI restarted) has no Popen handle and must still enforce the deadline.
+    restarted = JobStore(store.workdir, trainer_argv=fake_argv)
+    assert restarted.refresh(job.id).state == "stopping"
+    time.sleep(0.6)
+    assert [j.id for j in restarted.reap()] == []
+    final = restarted.get_job(job.id)
+    assert final.state == "stopped" and "killed" in final.error
+    assert group_alive(started.pgid) == []
+
+
+def test_sigkilled_trainer_is_reported_failed_with_log_tail(store):
+    job = store.create_job(fake_config(hang=True))
+    started = store.start_job(job.id)
+    wait_state(store, job.id, "running")
+    os.kill(started.pid, signal.SIGKILL)
+    failed = wait_state(store, job.id, "failed", timeout_s=10)
+    assert "SIGKILL" in failed.error
+    assert "fake trainer: running from step 0" in failed.error
+    assert failed.ended is not None
+    # After a UI restart, without the Popen handle, the state is the same.
+    again = JobStore(store.workdir, trainer_argv=fake_argv).refresh(job.id)
+    assert again.state == "failed" and "fake trainer: running" in again.error
+
+
+def test_orphans_of_a_sigkilled_launcher_are_killed(store):
+    job = store.create_job(fake_config(hang=True, spawn_child=True, child_session=True))
+    started = store.start_job(job.id)
+    wait_state(store, job.id, "running")
+    child_pid = int(wait_for(lambda: (job.job_dir / "child.pid").exists() and
+                             (job.job_dir / "child.pid").read_text(), 10, "child.pid"))
+    os.kill(started.pid, signal.SIGKILL)
+    failed = wait_state(JobStore(store.workdir, trainer_argv=fake_argv), job.id, "failed", timeout_s=10)
+    assert "is gone" in failed.error or "SIGKILL" in failed.error
+    wait_for(lambda: not alive(child_pid), 5, "the orphaned child to be killed")
+
+
+def test_trainer_rewriting_pid_is_still_watched_by_its_launcher(store):
+    job = store.create_job(fake_config(hang=True))
+    started = store.start_job(job.id)
+    wait_state(store, job.id, "running")
+    # As train.py does under paddle.distributed.launch: rank 0 records its own pid and pgid.
+    jobfiles.write_status(job.job_dir, pid=os.getpid(), pgid=os.getpgrp())
+    assert store.refresh(job.id).state == "running"
+    stopped = store.stop_job(job.id, grace_s=10)
+    assert stopped.state == "stopped" and stopped.error is None
+    assert not alive(started.pid) and alive(os.getpid())
+
+
+def test_dead_process_found_after_restart_and_pid_reuse(store):
+    job = store.create_job(fake_config())
+    job.paths.log.write_text("Traceback (most recent call last):\nRuntimeError: out of memory\n")
+    # The pid exists (this test process) but was created at another time: a reused pid, not the trainer.
+    jobfiles.write_status(job.job_dir, state="running", pid=os.getpid(), pgid=os.getpgrp(),
+                          launcher_pid=os.getpid(), launcher_create_time=1.0, launched=time.time())
+    failed = JobStore(store.workdir, trainer_argv=fake_argv).refresh(job.id)
+    assert failed.state == "failed"
+    assert "is gone" in failed.error and "RuntimeError: out of memory" in failed.error
+    assert alive(os.getpid())
+
+
+def test_delete_refuses_active_job_and_removes_finished_one(store):
+    job = store.create_job(fake_config(hang=True))
+    store.start_job(job.id)
+    wait_state(store, job.id, "running")
+    with pytest.raises(JobStateError, match="stop it before deleting it"):
+        store.delete_job(job.id)
+    with pytest.raises(JobStateError, match="already running"):
+        store.start_job(job.id)
+    assert store.stop_job(job.id, grace_s=10).state == "stopped"
+    store.delete_job(job.id)
+    assert not job.job_dir.exists()
+    with pytest.raises(JobNotFound):
+        store.get_job(job.id)
+    assert store.list_jobs() == []
+
+
+def test_stop_of_queued_job_and_failed_launch(tmp_path):
+    store = JobStore(tmp_path / "ws", trainer_argv=lambda p, c, r: ["/nonexistent/trainer-binary"])
+    queued = store.create_job(fake_config())
+    assert store.request_stop(queued.id).state == "stopped"
+    job = store.create_job(fake_config())
+    with pytest.raises(jobs.JobError, match="could not start the trainer '/nonexistent/trainer-binary'"):
+        store.start_job(job.id)
+    failed = store.get_job(job.id)
+    assert failed.state == "failed" and "could not start the trainer" in failed.error

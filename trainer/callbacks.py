@@ -1,0 +1,115 @@
+"""The paddleformers trainer callback that speaks the job-directory protocol.
+
+It writes metrics.jsonl (loss, learning rate, tokens/s, elapsed time, ETA, memory; eval lines carry
+eval_loss), keeps status.json's step current, marks checkpoints complete once saved, and turns a
+stop request (SIGTERM or the STOP file) into "finish this step, save a checkpoint, stop".
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+from paddleformers.trainer import TrainerCallback
+
+from trainer.jobfiles import append_metrics, mark_checkpoint_complete, stop_requested, write_status
+
+STATUS_INTERVAL_S = 1.0
+
+
+class StopSignal:
+    """Remembers a SIGTERM so the training loop can stop at the end of the current step."""
+
+    def __init__(self):
+        self.received = False
+
+    def install(self):
+        signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = True
+
+
+class TokenCounter:
+    """Counts the real (unpadded) tokens the model has trained on."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+        self.total = 0
+
+    def add(self, input_ids) -> None:
+        self.total += int((input_ids != self.pad_id).sum())
+
+
+def _memory() -> dict:
+    info = {"rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
+    import paddle
+
+    if paddle.device.get_device().startswith("gpu"):
+        info["gpu_mb"] = round(paddle.device.cuda.max_memory_allocated() / 2**20, 1)
+    return info
+
+
+class JobCallback(TrainerCallback):
+    def __init__(self, job_dir, tokens: TokenCounter, stop: StopSignal, is_main: bool):
+        self.job_dir = job_dir
+        self.tokens = tokens
+        self.stop = stop
+        self.is_main = is_main
+        self.stopped_early = False
+        self._start = self._last_log_time = time.time()
+        self._start_step = 0
+        self._last_tokens = 0
+        self._last_status = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = self._last_log_time = time.time()
+        self._start_step = state.global_step
+        if self.is_main:
+            write_status(self.job_dir, step=state.global_step, total_steps=state.max_steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop.received or stop_requested(self.job_dir):
+            self.stopped_early = True
+            control.should_save = True
+            control.should_training_stop = True
+        now = time.time()
+        if self.is_main and (now - self._last_status >= STATUS_INTERVAL_S or control.should_training_stop):
+            write_status(self.job_dir, step=state.global_step, total_steps=state.max_steps)
+            self._last_status = now
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not self.is_main or not logs:
+            return
+        now = time.time()
+        record = {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
+        if "loss" in logs:
+            elapsed = now - self._start
+            done = max(state.global_step - self._start_step, 1)
+            window = max(now - self._last_log_time, 1e-9)
+            record.update(
+                loss=float(logs["loss"]),
+                lr=float(logs.get("learning_rate", 0.0)),
+                tokens_per_s=round((self.tokens.total - self._last_tokens) / window, 1),
+                elapsed_s=round(elapsed, 2),
+                eta_s=round(elapsed / done * max(state.max_steps - state.global_step, 0), 1),
+                memory=_memory(),
+            )
+            if "grad_norm" in logs:
+                record["grad_norm"] = float(logs["grad_norm"])
+            self._last_tokens, self._last_log_time = self.tokens.total, now
+        elif "eval_loss" in logs:
+            record["eval_loss"] = float(logs["eval_loss"])
+        else:
+            return
+        append_metrics(self.job_dir, record)
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.is_main:
+            checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            if os.path.isdir(checkpoint):
+                mark_checkpoint_complete(checkpoint)

@@ -1,0 +1,126 @@
+"""`python -m trainer ...`: the command line of the headless backend.
+
+  run CONFIG.yaml [--job-dir DIR] [--resume] [KEY=VALUE ...]   train (SFT, full or LoRA)
+  export JOB_DIR --merge [-o DIR]                               merge a LoRA adapter into its base
+  config validate FILE [KEY=VALUE ...]                          check a run config
+  config import-erniekit FILE -o OUT.yaml                       convert an ERNIEKit YAML
+  data check FILE [--format F] [--skip-invalid] [--json]        validate a dataset file
+
+Heavy imports (paddle) happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+USAGE = __doc__.split("\n\n")[1]
+
+
+def _tee_to_log(log_path: Path) -> None:
+    """Copy this process's stdout/stderr into train.log when nobody else does (a plain CLI run).
+
+    Under the job launcher stdout already is train.log, and nothing is done.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if log_path.exists() and os.path.samefile(log_path, f"/proc/self/fd/{sys.stdout.fileno()}"):
+            return
+    except OSError:
+        pass
+    import subprocess
+
+    tee = subprocess.Popen(["tee", "-a", str(log_path)], stdin=subprocess.PIPE, start_new_session=False)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(tee.stdin.fileno(), 1)
+    os.dup2(tee.stdin.fileno(), 2)
+
+
+def default_job_dir() -> Path:
+    from models.registry import default_workdir
+    from trainer.jobs import new_job_id
+
+    return default_workdir() / "jobs" / new_job_id()
+
+
+def cmd_run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer run", description="Train from a run config.")
+    parser.add_argument("config", help="run config YAML")
+    parser.add_argument("--job-dir", help="job directory (default: a new WORKDIR/jobs/<job id>)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a config key")
+    args = parser.parse_intermixed_args(argv)
+
+    from trainer.config import ConfigError, command_preview, launch_prefix, load_config
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    job_dir = Path(args.job_dir) if args.job_dir else default_job_dir()
+    if launch_prefix(cfg, job_dir) and "PADDLE_TRAINERS_NUM" not in os.environ:
+        argv = command_preview(cfg, args.config, job_dir, resume=args.resume, overrides=args.overrides)
+        print(f"[studio] launching {cfg.devices.nproc * cfg.devices.nnodes} processes: {' '.join(argv)}", flush=True)
+        os.execv(argv[0], argv)
+    _tee_to_log(job_dir / "train.log")
+    print(f"[studio] job directory: {job_dir}", flush=True)
+
+    from trainer.train import run
+
+    return run(cfg, job_dir, resume=args.resume)
+
+
+def cmd_export(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer export",
+                                     description="Write a self-contained checkpoint from a finished job.")
+    parser.add_argument("job_dir", help="a completed job's directory")
+    parser.add_argument("--merge", action="store_true", help="merge the LoRA adapter into the base model")
+    parser.add_argument("-o", "--output", help="where to write (default: JOB_DIR/export)")
+    args = parser.parse_args(argv)
+
+    from trainer.export import ExportError, export
+
+    try:
+        out = export(Path(args.job_dir), merge=args.merge, out_dir=Path(args.output) if args.output else None)
+    except ExportError as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported to {out}")
+    return 0
+
+
+def cmd_config(argv: list[str]) -> int:
+    if argv[:1] == ["validate"]:
+        from trainer.config import main_validate
+
+        return main_validate(argv[1:])
+    if argv[:1] == ["import-erniekit"]:
+        from trainer.erniekit_import import main
+
+        return main(argv[1:])
+    print("usage: python -m trainer config {validate,import-erniekit} ...", file=sys.stderr)
+    return 2
+
+
+def cmd_data(argv: list[str]) -> int:
+    if argv[:1] == ["check"]:
+        from trainer.data.check import main
+
+        return main(argv[1:])
+    print("usage: python -m trainer data check FILE [--format F] [--skip-invalid] [--json]", file=sys.stderr)
+    return 2
+
+
+COMMANDS = {"run": cmd_run, "export": cmd_export, "config": cmd_config, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m trainer COMMAND ...\n\n{USAGE}", file=sys.stderr)
+        return 2
+    return COMMANDS[argv[0]](argv[1:])

@@ -1,0 +1,653 @@
+"""Dataset formats: detection, per-row validation, and conversion to the canonical `Example`.
+
+Every supported format (see `FORMATS`) converts to one shape:
+- SFT: `Example.messages` is an optional leading system turn, then user/assistant turns that
+  alternate and end with an assistant turn; `Turn.train` is False for assistant turns that carry
+  no loss (ERNIEKit `label` 0).
+- Preference: `Example.messages` is the prompt (optional system, alternating turns, ending with
+  a user turn) and `chosen`/`rejected` are the two candidate final assistant replies.
+
+Validation reports every problem of a row as a `DataIssue` naming file, line, field and what was
+expected; content is kept verbatim (including `<think>...</think>` reasoning).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from itertools import chain, islice
+from typing import Iterator
+
+from .readers import BadRecord, DataError, DataIssue, ReadError, Record, iter_records
+
+__all__ = [
+    "FORMATS", "DETECT_ROWS", "FormatSpec", "Turn", "Example", "DataIssue", "DataError", "ReadError",
+    "UnknownFormatError", "detect_format", "convert", "try_convert", "open_records", "iter_examples",
+]
+
+DETECT_ROWS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    role: str  # 'system' | 'user' | 'assistant'
+    content: str
+    train: bool = True
+
+
+@dataclass(slots=True)
+class Example:
+    messages: list[Turn]
+    chosen: str | None = None
+    rejected: str | None = None
+    line: int = 0
+    source: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "preference" if self.chosen is not None else "sft"
+
+    @property
+    def system(self) -> str | None:
+        if self.messages and self.messages[0].role == "system":
+            return self.messages[0].content
+        return None
+
+    def to_record(self) -> dict:
+        """The row as paddleformers' `messages` reader takes it: SFT rows carry `label` (one 0/1
+        per assistant turn); preference rows carry `chosen_response`/`rejected_response`."""
+        record: dict = {"messages": [{"role": t.role, "content": t.content} for t in self.messages]}
+        if self.chosen is not None:
+            record["chosen_response"] = [{"role": "assistant", "content": self.chosen}]
+            record["rejected_response"] = [{"role": "assistant", "content": self.rejected}]
+        else:
+            record["label"] = [int(t.train) for t in self.messages if t.role == "assistant"]
+        return record
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    name: str
+    kind: str  # 'sft' | 'preference'
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    description: str
+
+
+FORMATS: dict[str, FormatSpec] = {
+    spec.name: spec
+    for spec in (
+        FormatSpec("erniekit", "sft", ("src", "tgt"), ("system", "label", "is_system"),
+                   "ERNIEKit SFT: src/tgt are a prompt and its reply, or lists of them for a multi-turn "
+                   "dialogue; label (one 0/1 per turn) switches training on a reply off."),
+        FormatSpec("erniekit_dpo", "preference", ("src", "response", "sort"), ("system", "tgt", "is_system"),
+                   "ERNIEKit DPO: src lists the prompts, tgt the replies between them (one fewer), "
+                   "response the two candidate final replies and sort their ranks (larger is preferred)."),
+        FormatSpec("alpaca", "sft", ("instruction", "output"), ("input", "system", "history"),
+                   "Alpaca: instruction (plus optional input, joined with a newline) and output; "
+                   "history holds earlier [question, answer] pairs."),
+        FormatSpec("alpaca_dpo", "preference", ("instruction", "chosen", "rejected"),
+                   ("input", "system", "history"),
+                   "Alpaca preference: instruction (plus optional input) with a chosen and a rejected reply."),
+        FormatSpec("messages", "sft", ("messages",), ("system", "label"),
+                   "OpenAI messages: a list of {role: system|user|assistant, content}, alternating "
+                   "user/assistant and ending with the assistant."),
+        FormatSpec("messages_dpo", "preference", ("messages", "chosen", "rejected"), ("system",),
+                   "OpenAI messages preference: messages is the prompt (ending with a user turn); chosen "
+                   "and rejected are replies, as strings or {role: assistant, content}."),
+        FormatSpec("sharegpt", "sft", ("conversations",), ("system",),
+                   "ShareGPT: conversations is a list of {from: human|gpt|system, value}, alternating "
+                   "human/gpt and ending with gpt."),
+        FormatSpec("sharegpt_dpo", "preference", ("conversations", "chosen", "rejected"), ("system",),
+                   "ShareGPT preference (LLaMA-Factory): conversations is the prompt, ending with human; "
+                   "chosen and rejected are {from: gpt, value} replies."),
+    )
+}
+
+
+class UnknownFormatError(DataError):
+    """Auto-detection found no supported format, or an unsupported format name was given."""
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"{type(value).__name__} {value!r}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string {shown!r}"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+    if isinstance(value, dict):
+        keys = ", ".join(repr(k) for k in list(value)[:6])
+        return f"an object with keys {keys}" if value else "an empty object"
+    return type(value).__name__
+
+
+class _Row:
+    """The row being checked: collects its issues."""
+
+    def __init__(self, row: dict, file: str, line: int):
+        self.row = row
+        self.file = file
+        self.line = line
+        self.issues: list[DataIssue] = []
+
+    def issue(self, field_name: str, message: str) -> None:
+        self.issues.append(DataIssue(self.file, self.line, field_name, message))
+
+    def get(self, key: str, required: bool = True) -> object:
+        """The field's value; None when absent (an issue when required). A null or empty optional
+        cell (common in CSV and Parquet) counts as absent."""
+        value = self.row.get(key)
+        if value is None:
+            if required:
+                self.issue(key, "required field is missing")
+            return None
+        if not required and value == "":
+            return None
+        return value
+
+    def string(self, value: object, name: str) -> str | None:
+        if isinstance(value, str):
+            return value
+        self.issue(name, f"expected a string, got {_describe(value)}")
+        return None
+
+    def strings(self, value: object, name: str) -> list[str] | None:
+        """A string or a list of strings, as a list."""
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list):
+            self.issue(name, f"expected a string or a list of strings, got {_describe(value)}")
+            return None
+        ok = True
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                self.issue(f"{name}[{i}]", f"expected a string, got {_describe(item)}")
+                ok = False
+        return value if ok else None
+
+    def content(self, text: str | None, role: str, name: str) -> None:
+        if text is not None and not text.strip() and role != "system":
+            self.issue(name, f"empty {role} turn")
+
+
+def _check_labels(r: _Row, value: object, count: int, name: str, per: str) -> list[bool] | None:
+    if not isinstance(value, list):
+        r.issue(name, f"expected a list of 0/1 values, one per {per}, got {_describe(value)}")
+        return None
+    ok = True
+    for i, item in enumerate(value):
+        if not (isinstance(item, (int, float)) and item in (0, 1)):
+            r.issue(f"{name}[{i}]", f"expected 0 or 1, got {_describe(item)}")
+            ok = False
+    if len(value) != count:
+        r.issue(name, f"has {len(value)} values but there {'is' if count == 1 else 'are'} {count} "
+                      f"{per}{'s' if count != 1 else ''}; give one 0/1 per {per}")
+        return None
+    if ok and count and not any(value):
+        r.issue(name, "every turn has label 0: there is nothing to train on")
+        return None
+    return [bool(item) for item in value] if ok else None
+
+
+def _system_turn(r: _Row, key: str = "system") -> list[Turn]:
+    value = r.get(key, required=False)
+    if value is None:
+        return []
+    text = r.string(value, key)
+    return [Turn("system", text)] if text and text.strip() else []
+
+
+def _erniekit_system(r: _Row, src: list[str], tgt: list[str], labels: list | None) -> list[Turn] | None:
+    """ERNIEKit's `is_system: 1` takes src[0] as the system prompt and drops the first pair."""
+    if r.row.get("is_system") != 1:
+        return _system_turn(r)
+    if len(src) < 2:
+        r.issue("src", "is_system is 1, so src[0] is the system prompt, but no prompt follows it")
+        return None
+    system = src.pop(0)
+    for rest in (tgt, labels):
+        if rest:
+            rest.pop(0)
+    return [Turn("system", system)] if system.strip() else []
+
+
+def _item_name(r: _Row, key: str, i: int) -> str:
+    return f"{key}[{i}]" if isinstance(r.row[key], list) else key
+
+
+def _ernie_lists(r: _Row, tgt_required: bool) -> tuple[list[str] | None, list[str] | None]:
+    """src and tgt as lists (a single string is a one-item list), with their turns checked."""
+    src = r.get("src")
+    src = r.strings(src, "src") if src is not None else None
+    tgt = r.get("tgt", required=tgt_required)
+    tgt = r.strings(tgt, "tgt") if tgt is not None else ([] if not tgt_required else None)
+    if src is not None:
+        if not src:
+            r.issue("src", "empty list: at least one prompt is needed")
+        for i, text in enumerate(src):
+            r.content(text, "user", _item_name(r, "src", i))
+    for i, text in enumerate(tgt or []):
+        r.content(text, "assistant", _item_name(r, "tgt", i))
+    return (list(src) if src is not None else None), (list(tgt) if tgt is not None else None)
+
+
+def _convert_erniekit(r: _Row) -> Example | None:
+    src, tgt = _ernie_lists(r, tgt_required=True)
+    if src is None or tgt is None:
+        return None
+    if len(src) != len(tgt):
+        r.issue("tgt", f"has {len(tgt)} item{'s' if len(tgt) != 1 else ''} but 'src' has {len(src)}; "
+                       f"give one reply per prompt")
+    labels = None
+    if r.get("label", required=False) is not None:
+        labels = _check_labels(r, r.row["label"], len(src), "label", "turn")
+    system = _erniekit_system(r, src, tgt, labels)
+    if r.issues or system is None:
+        return None
+    turns = list(system)
+    for i, (q, a) in enumerate(zip(src, tgt)):
+        turns += [Turn("user", q), Turn("assistant", a, labels[i] if labels else True)]
+    return Example(turns)
+
+
+def _convert_erniekit_dpo(r: _Row) -> Example | None:
+    src, tgt = _ernie_lists(r, tgt_required=False)
+    chosen, rejected = _erniekit_responses(r)
+    if src is None or tgt is None:
+        return None
+    if src and len(tgt) != len(src) - 1:
+        r.issue("tgt", f"has {len(tgt)} item{'s' if len(tgt) != 1 else ''} but a DPO row needs one fewer "
+                       f"than 'src' ({len(src) - 1}): the replies before the last prompt")
+    system = _erniekit_system(r, src, tgt, None)
+    if r.issues or system is None or chosen is None:
+        return None
+    turns = list(system)
+    for i, q in enumerate(src):
+        turns.append(Turn("user", q))
+        if i < len(tgt):
+            turns.append(Turn("assistant", tgt[i]))
+    return _preference(r, turns, chosen, rejected, "response")
+
+
+def _erniekit_responses(r: _Row) -> tuple[str | None, str | None]:
+    response = r.get("response")
+    sort = r.get("sort")
+    replies: list[str | None] = []
+    if response is not None:
+        if not isinstance(response, list):
+            r.issue("response", f"expected a list of the two candidate replies, got {_describe(response)}")
+        elif len(response) != 2:
+            r.issue("response", f"expected 2 candidate replies, got {len(response)}")
+        else:
+            for i, item in enumerate(response):
+                name = f"response[{i}]"
+                if isinstance(item, list):
+                    if len(item) != 1:
+                        r.issue(name, f"expected one reply (a string or a one-item list), got a list of "
+                                      f"{len(item)}: multi-turn session responses are not supported")
+                        replies.append(None)
+                        continue
+                    item, name = item[0], f"{name}[0]"
+                text = r.string(item, name)
+                r.content(text, "assistant", name)
+                replies.append(text)
+    if sort is not None:
+        if not isinstance(sort, list):
+            r.issue("sort", f"expected a list of two ranks such as [1, 0], got {_describe(sort)}")
+            sort = None
+        elif isinstance(response, list) and len(sort) != len(response):
+            r.issue("sort", f"has {len(sort)} ranks but 'response' has {len(response)} replies; give one "
+                            f"rank per reply")
+            sort = None
+        elif len(sort) != 2:
+            r.issue("sort", f"expected 2 ranks, got {len(sort)}")
+            sort = None
+        else:
+            bad = [i for i, rank in enumerate(sort) if isinstance(rank, bool) or not isinstance(rank, (int, float))]
+            for i in bad:
+                r.issue(f"sort[{i}]", f"expected a number, got {_describe(sort[i])}")
+            if bad:
+                sort = None
+            elif sort[0] == sort[1]:
+                r.issue("sort", f"both replies have the same rank {sort}; the preferred one must be larger")
+                sort = None
+    if sort is None or len(replies) != 2 or None in replies:
+        return None, None
+    return (replies[0], replies[1]) if sort[0] > sort[1] else (replies[1], replies[0])
+
+
+def _preference(r: _Row, prompt: list[Turn], chosen: str | None, rejected: str | None,
+                field_name: str = "rejected") -> Example | None:
+    if chosen is not None and rejected is not None and chosen == rejected:
+        r.issue(field_name, "chosen and rejected replies are identical; a preference pair needs two "
+                            "different replies")
+    if r.issues or chosen is None or rejected is None:
+        return None
+    return Example(prompt, chosen, rejected)
+
+
+def _alpaca_prompt(r: _Row) -> list[Turn] | None:
+    turns = _system_turn(r)
+    history = r.get("history", required=False)
+    if history is not None:
+        if not isinstance(history, list):
+            r.issue("history", f"expected a list of [question, answer] pairs, got {_describe(history)}")
+        else:
+            for i, pair in enumerate(history):
+                if not (isinstance(pair, list) and len(pair) == 2):
+                    r.issue(f"history[{i}]", f"expected a [question, answer] pair, got {_describe(pair)}")
+                    continue
+                q = r.string(pair[0], f"history[{i}][0]")
+                a = r.string(pair[1], f"history[{i}][1]")
+                r.content(q, "user", f"history[{i}][0]")
+                r.content(a, "assistant", f"history[{i}][1]")
+                turns += [Turn("user", q or ""), Turn("assistant", a or "")]
+    instruction = r.get("instruction")
+    instruction = r.string(instruction, "instruction") if instruction is not None else None
+    extra = r.get("input", required=False)
+    extra = r.string(extra, "input") if extra is not None else ""
+    if instruction is None or extra is None:
+        return None
+    query = f"{instruction}\n{extra}" if extra else instruction
+    r.content(query, "user", "instruction")
+    return turns + [Turn("user", query)]
+
+
+def _convert_alpaca(r: _Row) -> Example | None:
+    prompt = _alpaca_prompt(r)
+    output = r.get("output")
+    output = r.string(output, "output") if output is not None else None
+    r.content(output, "assistant", "output")
+    if r.issues or prompt is None or output is None:
+        return None
+    return Example(prompt + [Turn("assistant", output)])
+
+
+def _reply(r: _Row, name: str) -> str | None:
+    """A preference reply: a string, a turn object ({role, content} or {from, value}), or a list
+    holding one turn object."""
+    value = r.row.get(name)
+    if value is None:
+        other = r.row.get("rejected" if name == "chosen" else "chosen") is not None
+        r.issue(name, "required field is missing" + (": a preference row needs both 'chosen' and 'rejected'"
+                                                     if other else ""))
+        return None
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+        value, name = value[0], f"{name}[0]"
+    if isinstance(value, dict):
+        role_key, content_key = ("from", "value") if "from" in value or "value" in value else ("role", "content")
+        role = value.get(role_key)
+        if role is not None and role not in ("assistant", "gpt"):
+            r.issue(f"{name}.{role_key}", f"expected the assistant's reply (role 'assistant' or 'gpt'), "
+                                          f"got {_describe(role)}")
+        if content_key not in value:
+            r.issue(f"{name}.{content_key}", "required field is missing")
+            return None
+        value, name = value[content_key], f"{name}.{content_key}"
+    elif not isinstance(value, str):
+        r.issue(name, f"expected a string or a {{role, content}} object, got {_describe(value)}")
+        return None
+    text = r.string(value, name)
+    r.content(text, "assistant", name)
+    return text
+
+
+def _convert_alpaca_dpo(r: _Row) -> Example | None:
+    prompt = _alpaca_prompt(r)
+    chosen = _reply(r, "chosen")
+    rejected = _reply(r, "rejected")
+    if prompt is None:
+        return None
+    return _preference(r, prompt, chosen, rejected)
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    """How a list-of-turns format spells its turns."""
+
+    key: str
+    role_key: str
+    content_key: str
+    roles: dict[str, str]  # spelling -> canonical role
+    expected: str
+    user_name: str
+    assistant_name: str
+
+
+_MESSAGES = _Dialect("messages", "role", "content", {"system": "system", "user": "user", "assistant": "assistant"},
+                     "system, user or assistant", "user", "assistant")
+_SHAREGPT = _Dialect("conversations", "from", "value",
+                     {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
+                      "assistant": "assistant"},
+                     "human, gpt or system (or user, assistant)", "human", "gpt")
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word.startswith('a') else 'a'} {word}"
+
+
+def _dialogue(r: _Row, d: _Dialect, preference: bool) -> list[Turn] | None:
+    """The turns of a messages/conversations list, checked for roles, content and alternation."""
+    turns = _system_turn(r)
+    items = r.get(d.key)
+    if items is None:
+        return None
+    if not isinstance(items, list):
+        r.issue(d.key, f"expected a list of {{{d.role_key}, {d.content_key}}} objects, got {_describe(items)}")
+        return None
+    if not items:
+        r.issue(d.key, "empty list: at least one turn is needed")
+        return None
+    roles: list[str | None] = []
+    for i, item in enumerate(items):
+        name = f"{d.key}[{i}]"
+        if not isinstance(item, dict):
+            r.issue(name, f"expected an object {{{d.role_key}, {d.content_key}}}, got {_describe(item)}")
+            roles.append(None)
+            continue
+        raw_role = item.get(d.role_key)
+        role = d.roles.get(raw_role) if isinstance(raw_role, str) else None
+        if raw_role is None:
+            r.issue(f"{name}.{d.role_key}", "required field is missing")
+        elif role is None:
+            shown = repr(raw_role) if isinstance(raw_role, str) else _describe(raw_role)
+            r.issue(f"{name}.{d.role_key}", f"unknown role {shown}; expected {d.expected}; "
+                                            f"tool calls are not supported")
+        content = item.get(d.content_key)
+        if content is None:
+            r.issue(f"{name}.{d.content_key}", "required field is missing")
+        else:
+            content = r.string(content, f"{name}.{d.content_key}")
+            if role:
+                r.content(content, role, f"{name}.{d.content_key}")
+        roles.append(role)
+        turns.append(Turn(role or "user", content if isinstance(content, str) else ""))
+    if r.issues:
+        return None
+    top_level_system = len(turns) > len(items)
+    position = 0
+    for i, role in enumerate(roles):
+        name = f"{d.key}[{i}].{d.role_key}"
+        if role == "system":
+            if top_level_system:
+                r.issue(name, "a system turn is not allowed when the top-level 'system' field is given")
+            elif i != 0:
+                r.issue(name, "a system turn is allowed only as the first turn")
+            continue
+        expected = "user" if position % 2 == 0 else "assistant"
+        position += 1
+        if role != expected:
+            shown = {"user": d.user_name, "assistant": d.assistant_name}
+            r.issue(name, f"expected {_a(shown[expected])} turn here, got {shown[role]}: {d.user_name} and "
+                          f"{d.assistant_name} turns must alternate, starting with {d.user_name} (after an "
+                          f"optional system turn)")
+            return None
+    last = turns[-1].role
+    if preference and last != "user":
+        r.issue(d.key, f"the prompt must end with {_a(d.user_name)} turn; the replies go in 'chosen' and 'rejected'")
+    elif not preference and last != "assistant":
+        r.issue(d.key, f"the conversation must end with {_a(d.assistant_name)} turn (the reply to train on), "
+                       f"but it ends with {_a(d.user_name if last == 'user' else last)} turn")
+    return None if r.issues else turns
+
+
+def _convert_messages(r: _Row) -> Example | None:
+    turns = _dialogue(r, _MESSAGES, preference=False)
+    label = r.get("label", required=False)
+    if turns is None:
+        return None
+    if label is not None:
+        assistants = [i for i, t in enumerate(turns) if t.role == "assistant"]
+        flags = _check_labels(r, label, len(assistants), "label", "assistant turn")
+        if flags is None:
+            return None
+        for i, flag in zip(assistants, flags):
+            turns[i] = Turn("assistant", turns[i].content, flag)
+    return Example(turns)
+
+
+def _convert_dialogue_dpo(d: _Dialect):
+    def convert(r: _Row) -> Example | None:
+        prompt = _dialogue(r, d, preference=True)
+        chosen = _reply(r, "chosen")
+        rejected = _reply(r, "rejected")
+        if prompt is None:
+            return None
+        return _preference(r, prompt, chosen, rejected)
+    return convert
+
+
+def _convert_sharegpt(r: _Row) -> Example | None:
+    turns = _dialogue(r, _SHAREGPT, preference=False)
+    return Example(turns) if turns is not None else None
+
+
+_CONVERTERS = {
+    "erniekit": _convert_erniekit,
+    "erniekit_dpo": _convert_erniekit_dpo,
+    "alpaca": _convert_alpaca,
+    "alpaca_dpo": _convert_alpaca_dpo,
+    "messages": _convert_messages,
+    "messages_dpo": _convert_dialogue_dpo(_MESSAGES),
+    "sharegpt": _convert_sharegpt,
+    "sharegpt_dpo": _convert_dialogue_dpo(_SHAREGPT),
+}
+
+
+def _check_format_name(format: str) -> None:
+    if format not in FORMATS:
+        raise UnknownFormatError([DataIssue("", 0, "", f"unknown format {format!r}; supported: auto, "
+                                                       f"{', '.join(FORMATS)}")])
+
+
+def try_convert(row: object, format: str, file: str = "", line: int = 0) -> tuple[Example | None, list[DataIssue]]:
+    """Check one row against `format`: (Example, []) when valid, else (None, its issues)."""
+    _check_format_name(format)
+    if isinstance(row, BadRecord):
+        return None, [DataIssue(file, line, "", row.message)]
+    if not isinstance(row, dict):
+        kind = _describe(row)
+        return None, [DataIssue(file, line, "", f"expected an object with the fields of format "
+                                                 f"{format!r}, got {kind}")]
+    r = _Row(row, file, line)
+    example = _CONVERTERS[format](r)
+    if r.issues or example is None:
+        return None, r.issues or [DataIssue(file, line, "", "invalid row")]
+    example.line = line
+    example.source = file
+    return example, []
+
+
+def convert(row: object, format: str, file: str = "", line: int = 0) -> Example:
+    """Convert one row, raising `DataError` with all of the row's issues when it is invalid."""
+    example, issues = try_convert(row, format, file, line)
+    if example is None:
+        raise DataError(issues)
+    return example
+
+
+def _detect_row(row: object) -> str | None:
+    if not isinstance(row, dict):
+        return None
+    keys = row.keys()
+    preference = "chosen" in keys or "rejected" in keys
+    if "src" in keys:
+        return "erniekit_dpo" if "response" in keys or "sort" in keys else "erniekit"
+    if "instruction" in keys:
+        return "alpaca_dpo" if preference else "alpaca"
+    if "conversations" in keys:
+        return "sharegpt_dpo" if preference else "sharegpt"
+    if "messages" in keys:
+        return "messages_dpo" if preference else "messages"
+    return None
+
+
+def _supported_text() -> str:
+    lines = []
+    for spec in FORMATS.values():
+        optional = f" (optional: {', '.join(spec.optional)})" if spec.optional else ""
+        lines.append(f"  {spec.name} [{spec.kind}]: {', '.join(spec.required)}{optional}")
+    return "\n".join(lines)
+
+
+def detect_format(rows, file: str = "", line: int = 0) -> str:
+    """The format of a file from its first rows (up to DETECT_ROWS): the one most rows match;
+    rows that are not objects are not counted. Raises `UnknownFormatError` when none matches."""
+    votes: Counter = Counter()
+    first = first_any = None
+    for row in islice(rows, DETECT_ROWS):
+        first_any = row if first_any is None else first_any
+        if first is None and isinstance(row, dict):
+            first = row
+        name = _detect_row(row)
+        if name:
+            votes[name] += 1
+    if votes:
+        order = list(FORMATS)
+        return max(votes, key=lambda name: (votes[name], -order.index(name)))
+    if first is None:
+        seen = f"no row among the first ones is a JSON object; the first is {_describe(first_any)}"
+    else:
+        seen = f"fields in the first row: {', '.join(map(str, first)) or '(none)'}"
+    message = (f"unknown data format: no supported format matches ({seen}).\n"
+               f"Supported formats and their required fields:\n{_supported_text()}")
+    raise UnknownFormatError([DataIssue(file, line, "", message)])
+
+
+def open_records(path: str | os.PathLike, format: str = "auto") -> tuple[str, Iterator[Record]]:
+    """The file's format (detected when "auto") and an iterator over all its records."""
+    path = os.fspath(path)
+    records = iter_records(path)
+    if format != "auto":
+        _check_format_name(format)
+        return format, records
+    head = list(islice(records, DETECT_ROWS))
+    try:
+        name = detect_format((record.row for record in head), file=path, line=head[0].line if head else 0)
+    except UnknownFormatError:
+        unreadable = [DataIssue(path, line, "", row.message) for line, row in head if isinstance(row, BadRecord)]
+        if unreadable and not any(isinstance(row, dict) for _, row in head):
+            raise UnknownFormatError(unreadable, f"{path}: cannot detect the data format: the first rows cannot "
+                                                 f"be parsed") from None
+        raise
+    return name, chain(head, records)
+
+
+def iter_examples(path: str | os.PathLike, format: str = "auto", skip_invalid: bool = False) -> Iterator[Example]:
+    """Every valid row of the file as an `Example`. An invalid row raises `DataError` naming its
+    issues, unless `skip_invalid`, which skips it silently (see validate.py for counts)."""
+    path = os.fspath(path)
+    name, records = open_records(path, format)
+    for line, row in records:
+        example, issues = try_convert(row, name, path, line)
+        if example is not None:
+            yield example
+        elif not skip_invalid:
+            raise DataError(issues)

@@ -1,0 +1,111 @@
+"""Turns canonical SFT examples into model features with the model's own chat template.
+
+A conversation is rendered by `models.chat_template.conversation_segments`; only assistant replies
+(and their end-of-turn marker) are learned, every other token is masked with -100, and ERNIEKit's
+per-turn `label` switches single assistant turns off. Labels are already shifted: `labels[t]` is
+the token after `input_ids[t]`, as paddleformers' ERNIE loss expects.
+
+Truncation policy for a conversation longer than `max_seq_len` tokens:
+- `drop_oldest_turns`: drop the oldest user/assistant exchanges (the system prompt stays) until it
+  fits; if the last exchange alone is still too long, cut it at the end as `truncate_end` does;
+- `truncate_end`: cut the token sequence at `max_seq_len`;
+- `skip_row`: leave the row out.
+A row left with no learned token is skipped and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from models.chat_template import encode_conversation
+
+IGNORE_INDEX = -100
+TRUNCATION_POLICIES = ("drop_oldest_turns", "truncate_end", "skip_row")
+
+
+class TokenizationError(ValueError):
+    """No usable training row is left after tokenisation and truncation."""
+
+
+@dataclass
+class EncodeReport:
+    rows: int = 0
+    encoded: int = 0
+    truncated: int = 0
+    skipped: int = 0
+    tokens: int = 0
+    shortest: int = 0
+    skipped_lines: list = field(default_factory=list)
+
+
+def _messages(example):
+    return [{"role": t.role, "content": t.content} for t in example.messages], [t.train for t in example.messages]
+
+
+def token_length(tokenizer):
+    """A callable Example -> number of tokens, for dataset statistics."""
+
+    def length(example) -> int:
+        messages, trainable = _messages(example)
+        return len(encode_conversation(tokenizer, messages, trainable)[0])
+
+    return length
+
+
+def _drop_oldest_exchange(messages, trainable):
+    start = 1 if messages and messages[0]["role"] == "system" else 0
+    user_turns = [i for i in range(start, len(messages)) if messages[i]["role"] == "user"]
+    if len(user_turns) < 2:
+        return None
+    cut = user_turns[1]
+    return messages[:start] + messages[cut:], trainable[:start] + trainable[cut:]
+
+
+def encode_sft(tokenizer, example, max_seq_len: int, truncation: str = "drop_oldest_turns"):
+    """Features `{"input_ids", "labels"}` for one example, plus whether it was truncated; None if skipped."""
+    if truncation not in TRUNCATION_POLICIES:
+        raise ValueError(f"data.truncation: expected one of {', '.join(TRUNCATION_POLICIES)}; got {truncation!r}")
+    messages, trainable = _messages(example)
+    ids, learned = encode_conversation(tokenizer, messages, trainable)
+    truncated = False
+    if len(ids) > max_seq_len:
+        if truncation == "skip_row":
+            return None, False
+        truncated = True
+        while truncation == "drop_oldest_turns" and len(ids) > max_seq_len:
+            shorter = _drop_oldest_exchange(messages, trainable)
+            if shorter is None:
+                break
+            messages, trainable = shorter
+            ids, learned = encode_conversation(tokenizer, messages, trainable)
+        ids, learned = ids[:max_seq_len], learned[:max_seq_len]
+    labels = [tok if keep else IGNORE_INDEX for tok, keep in zip(ids[1:], learned[1:])]
+    if all(label == IGNORE_INDEX for label in labels):
+        return None, truncated
+    return {"input_ids": ids[:-1], "labels": labels}, truncated
+
+
+def encode_sft_examples(tokenizer, examples, max_seq_len: int, truncation: str, what: str = "data.train"):
+    """Encode every example; raises TokenizationError when none is usable."""
+    features, report = [], EncodeReport()
+    for example in examples:
+        report.rows += 1
+        encoded, truncated = encode_sft(tokenizer, example, max_seq_len, truncation)
+        report.truncated += int(truncated)
+        if encoded is None:
+            report.skipped += 1
+            report.skipped_lines.append(f"{example.source}:{example.line}")
+            messages, trainable = _messages(example)
+            length = len(encode_conversation(tokenizer, messages, trainable)[0])
+            report.shortest = length if not report.shortest else min(report.shortest, length)
+            continue
+        report.encoded += 1
+        report.tokens += len(encoded["input_ids"]) + 1
+        features.append(encoded)
+    if report.rows and not features:
+        raise TokenizationError(
+            f"{what}: no usable row: data.max_seq_len={max_seq_len} is too small for every one of the "
+            f"{report.rows} rows with data.truncation={truncation} (the shortest skipped row has "
+            f"{report.shortest} tokens); raise data.max_seq_len"
+        )
+    return features, report

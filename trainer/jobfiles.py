@@ -1,0 +1,337 @@
+"""The job directory contract, shared by the trainer process and the UI.
+
+Everything a job is lives in WORKDIR/jobs/<id>/ (see DESIGN.md, "Contracts between UI and trainer"):
+config.yaml, status.json, metrics.jsonl, train.log, checkpoints/checkpoint-<step>/ and output/.
+This module names those files, writes them atomically, tails them by byte offset, and carries the
+cooperative stop request (a STOP file beside SIGTERM). It must stay importable without paddle.
+
+status.json keys (times are Unix seconds): state, step, total_steps, started, ended, error, updated
+(set on every write); from the launcher (trainer/jobs.py): launched, pid, pgid, launcher_pid,
+launcher_create_time, launch_token, exit_code, stop_requested, stop_deadline, stop_grace_s.
+
+Trainer side of the protocol:
+- install the SIGTERM handler first thing, and if `stop_requested()` is already true at start-up,
+  write `stopped` without writing `running`;
+- `write_status(state=RUNNING, started=..., total_steps=...)` once training begins, then `step=` updates;
+- `append_metrics()` once per logging step;
+- after a checkpoint is fully saved, `mark_checkpoint_complete(dir)` (writes the COMPLETE marker last);
+- on SIGTERM or `stop_requested()`: finish the step, save a checkpoint, write `stopped`, exit 0;
+- at the end `completed` (or `failed` with the error), with `ended`.
+Only one process (rank 0) writes status.json and metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+QUEUED = "queued"
+RUNNING = "running"
+STOPPING = "stopping"
+STOPPED = "stopped"
+COMPLETED = "completed"
+FAILED = "failed"
+STATES = (QUEUED, RUNNING, STOPPING, STOPPED, COMPLETED, FAILED)
+TERMINAL_STATES = frozenset({STOPPED, COMPLETED, FAILED})
+# A queued job whose status has `launched` set also has a live process; see jobs.JobStore.
+ACTIVE_STATES = frozenset({RUNNING, STOPPING})
+
+CHECKPOINT_COMPLETE_MARKER = "COMPLETE"
+STOP_FILE = "STOP"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+_STATUS_LOCK = ".status.lock"
+
+
+class JobFileError(Exception):
+    """A job file exists but cannot be used (for example status.json is not valid JSON)."""
+
+
+class JobPaths:
+    """Names of the files in one job directory."""
+
+    def __init__(self, job_dir: str | os.PathLike[str]):
+        self.dir = Path(job_dir)
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "config.yaml"
+
+    @property
+    def status(self) -> Path:
+        return self.dir / "status.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.dir / "metrics.jsonl"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "train.log"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.dir / "checkpoints"
+
+    @property
+    def output(self) -> Path:
+        return self.dir / "output"
+
+    @property
+    def stop_file(self) -> Path:
+        return self.dir / STOP_FILE
+
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.checkpoints / f"checkpoint-{int(step)}"
+
+    def last_checkpoint(self) -> Path | None:
+        """The complete checkpoint with the highest step, or None; half-written ones are ignored."""
+        best: tuple[int, Path] | None = None
+        try:
+            entries = list(self.checkpoints.iterdir())
+        except FileNotFoundError:
+            return None
+        for entry in entries:
+            step = checkpoint_step(entry)
+            if step is None or not (entry / CHECKPOINT_COMPLETE_MARKER).is_file():
+                continue
+            if best is None or step > best[0]:
+                best = (step, entry)
+        return best[1] if best else None
+
+    def __repr__(self) -> str:
+        return f"JobPaths({str(self.dir)!r})"
+
+
+def checkpoint_step(path: str | os.PathLike[str]) -> int | None:
+    """The step of a `checkpoint-<step>` directory name, or None for any other name."""
+    match = _CHECKPOINT_RE.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def mark_checkpoint_complete(checkpoint_dir: str | os.PathLike[str]) -> None:
+    """Written by the trainer after everything else in the checkpoint is saved."""
+    _fsync_tree(Path(checkpoint_dir))
+    atomic_write_text(Path(checkpoint_dir) / CHECKPOINT_COMPLETE_MARKER, f"{time.time()}\n")
+
+
+def _fsync_tree(root: Path) -> None:
+    # The marker promises the files before it are on disk, not merely in the page cache.
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace `path` with `data` so that readers see either the old or the new file, never a mix."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    # Serialise before touching the file system, so an unserialisable object leaves nothing behind.
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def read_status(job_dir: str | os.PathLike[str]) -> dict:
+    """status.json as a dict; {} when it does not exist yet. Raises JobFileError if it is not JSON."""
+    path = JobPaths(job_dir).status
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise JobFileError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise JobFileError(f"{path} holds a {type(data).__name__}, expected a JSON object")
+    return data
+
+
+@contextmanager
+def _status_lock(job_dir: Path) -> Iterator[None]:
+    # The launcher (pid, pgid) and the trainer (state, step) both merge into status.json;
+    # the lock keeps one read-modify-write from undoing the other.
+    fd = os.open(job_dir / _STATUS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def update_status(
+    job_dir: str | os.PathLike[str], change: Callable[[dict], Mapping[str, Any] | None]
+) -> dict:
+    """Merge `change(current)` into status.json under the status lock and return the result.
+
+    `change` returns the fields to set, or None to leave the file untouched; because it runs under
+    the lock it can decide from the current state (for example, only mark failed if still running).
+    """
+    job_dir = Path(job_dir)
+    if not job_dir.is_dir():
+        raise JobFileError(f"job directory {job_dir} does not exist")
+    with _status_lock(job_dir):
+        current = read_status(job_dir)
+        fields = change(dict(current))
+        if fields is None:
+            return current
+        state = fields.get("state", current.get("state"))
+        if state is not None and state not in STATES:
+            raise ValueError(f"unknown job state {state!r}; expected one of {', '.join(STATES)}")
+        merged = {**current, **fields, "updated": time.time()}
+        atomic_write_json(JobPaths(job_dir).status, merged)
+        return merged
+
+
+def write_status(job_dir: str | os.PathLike[str], **fields: Any) -> dict:
+    """Merge `fields` into status.json atomically (and set `updated`); returns the new status."""
+    return update_status(job_dir, lambda _current: fields)
+
+
+def append_metrics(job_dir: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
+    """Append one JSON line to metrics.jsonl in a single write, so a reader never sees half a record."""
+    line = (json.dumps(dict(record), separators=(",", ":")) + "\n").encode("utf-8")
+    fd = os.open(JobPaths(job_dir).metrics, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+class _LineTail:
+    """Reads only what was appended since the last call, by byte offset; a partial last line waits."""
+
+    def __init__(self, path: str | os.PathLike[str], offset: int = 0):
+        self.path = Path(path)
+        self.offset = offset
+
+    def _read_lines(self) -> list[bytes]:
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return []
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            if size < self.offset:
+                # The file was truncated or replaced: start over rather than wait for it to regrow.
+                self.offset = 0
+            f.seek(self.offset)
+            data = f.read(size - self.offset)
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        return data[: end + 1].splitlines()
+
+
+class MetricsTail(_LineTail):
+    """New records of metrics.jsonl since the last `read()`."""
+
+    def __init__(self, path: str | os.PathLike[str], offset: int = 0):
+        super().__init__(path, offset)
+        self.bad_lines = 0
+
+    def read(self) -> list[dict]:
+        records = []
+        for raw in self._read_lines():
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                # One corrupt line must not stop the curves; it is counted so it can be reported.
+                self.bad_lines += 1
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                self.bad_lines += 1
+        return records
+
+
+class LogTail(_LineTail):
+    """New lines of train.log since the last `read()`, decoded with errors='replace'.
+
+    To show a page of history first and then follow, use `tail_text()` and start a LogTail at the
+    file's current size.
+    """
+
+    def read(self) -> list[str]:
+        return [raw.decode("utf-8", errors="replace").rstrip("\r") for raw in self._read_lines()]
+
+
+def tail_text(path: str | os.PathLike[str], max_bytes: int = 8000, max_lines: int | None = None) -> str:
+    """The last lines of a text file (at most `max_bytes`, and `max_lines` if given); '' if missing."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return ""
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        start = max(0, size - max_bytes)
+        f.seek(start)
+        data = f.read()
+    if start > 0:
+        # Drop the first, probably cut, line unless it is the only one.
+        cut = data.find(b"\n")
+        if 0 <= cut < len(data) - 1:
+            data = data[cut + 1 :]
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if max_lines is not None:
+        lines = lines[-max_lines:] if max_lines > 0 else []
+    return "\n".join(lines)
+
+
+def request_stop(job_dir: str | os.PathLike[str]) -> None:
+    """Ask the trainer to stop; every rank can see the file, unlike a signal to one process."""
+    atomic_write_text(JobPaths(job_dir).stop_file, f"{time.time()}\n")
+
+
+def stop_requested(job_dir: str | os.PathLike[str]) -> bool:
+    return JobPaths(job_dir).stop_file.exists()
+
+
+def clear_stop(job_dir: str | os.PathLike[str]) -> None:
+    """Removes a stale STOP request before a job is launched again (resume)."""
+    try:
+        JobPaths(job_dir).stop_file.unlink()
+    except FileNotFoundError:
+        pass

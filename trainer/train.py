@@ -1,0 +1,288 @@
+"""Runs one training job (`python -m trainer run`): SFT, full or LoRA, through paddleformers' Trainer.
+
+The job directory is the whole interface (DESIGN.md): this process writes status.json (running,
+then completed, stopped or failed with the error), metrics.jsonl through `JobCallback`, resumable
+checkpoints under checkpoints/, and the final model or adapter with its tokenizer under output/.
+On SIGTERM or a STOP file it finishes the step, saves a checkpoint, writes `stopped` and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import traceback
+from pathlib import Path
+
+from trainer.config import ConfigError, RunConfig
+from trainer.jobfiles import (
+    COMPLETED, FAILED, RUNNING, STOPPED, JobPaths, checkpoint_step, read_status, stop_requested, write_status,
+)
+
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+                   "added_tokens.json", "tokenizer.json")
+
+
+def rank() -> int:
+    return int(os.environ.get("PADDLE_TRAINER_ID", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+
+
+def log(message: str) -> None:
+    print(f"[studio] {message}", flush=True)
+
+
+def lora_target_patterns(model, targets: list[str]) -> list[str]:
+    """Regexes for LoRAModel; plain names match a module's last name part. Every target must hit
+    at least one linear layer, or the config is wrong."""
+    import paddle.nn as nn
+
+    linear_names = [name for name, layer in model.named_sublayers() if isinstance(layer, nn.Linear)
+                    and not name.endswith(".gate")]
+    short_names = sorted({name.rsplit(".", 1)[-1] for name in linear_names})
+    if "all-linear" in targets:
+        targets = [t for t in targets if t != "all-linear"] + short_names
+    patterns = []
+    for target in dict.fromkeys(targets):
+        pattern = rf".*\.{re.escape(target)}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", target) else target
+        try:
+            matched = any(re.fullmatch(pattern, name) for name in linear_names)
+        except re.error as exc:
+            raise ConfigError([("finetuning.lora.target_modules", f"{target!r} is not a valid pattern: {exc}")])
+        if not matched:
+            raise ConfigError([(
+                "finetuning.lora.target_modules",
+                f"{target!r} matches no linear layer of this model; its linear layers are named "
+                f"{', '.join(short_names)}",
+            )])
+        patterns.append(pattern)
+    return patterns
+
+
+def build_model(cfg: RunConfig, model_dir: Path, dtype: str):
+    from paddleformers.peft import LoRAConfig, LoRAModel
+
+    from models.loader import load_model
+
+    model = load_model(model_dir, dtype=dtype)
+    if cfg.finetuning.type == "lora":
+        lora = cfg.finetuning.lora
+        lora_config = LoRAConfig(
+            target_modules=lora_target_patterns(model, lora.target_modules),
+            r=lora.rank,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            rslora=lora.rslora,
+            merge_weights=False,
+            dtype=dtype,
+            base_model_name_or_path=str(model_dir),
+        )
+        model = LoRAModel(model, lora_config)
+        model.mark_only_lora_as_trainable()
+    trainable = sum(p.numel().item() for p in model.parameters() if not p.stop_gradient)
+    total = sum(p.numel().item() for p in model.parameters())
+    log(f"model: {model_dir} ({cfg.finetuning.type}); trainable parameters {trainable:,} of {total:,}")
+    return model
+
+
+def check_precision(cfg: RunConfig) -> str:
+    import paddle
+
+    if cfg.precision == "fp32":
+        return "float32"
+    if not paddle.is_compiled_with_cuda():
+        raise ConfigError([("precision", f"{cfg.precision} needs a GPU build of paddle (paddlepaddle-gpu); "
+                                         "this one is CPU-only; use fp32")])
+    if cfg.precision == "bf16" and not paddle.amp.is_bfloat16_supported():
+        raise ConfigError([("precision", "bf16 is not supported by this GPU (needs compute capability 8.0+); "
+                                         "use fp16 or fp32")])
+    return {"bf16": "bfloat16", "fp16": "float16"}[cfg.precision]
+
+
+def training_arguments(cfg: RunConfig, paths: JobPaths, dtype: str, has_eval: bool):
+    from paddleformers.trainer import TrainingArguments
+
+    optim, logging = cfg.optim, cfg.logging
+    return TrainingArguments(
+        output_dir=str(paths.checkpoints),
+        device="cpu" if cfg.devices.device == "cpu" else "gpu",
+        per_device_train_batch_size=optim.per_device_batch_size,
+        per_device_eval_batch_size=optim.per_device_batch_size,
+        gradient_accumulation_steps=optim.gradient_accumulation_steps,
+        learning_rate=optim.learning_rate,
+        lr_scheduler_type=optim.lr_scheduler,
+        warmup_steps=optim.warmup_steps,
+        warmup_ratio=optim.warmup_ratio,
+        weight_decay=optim.weight_decay,
+        num_train_epochs=optim.num_train_epochs,
+        max_steps=optim.max_steps,
+        max_grad_norm=optim.max_grad_norm,
+        seed=optim.seed,
+        logging_steps=logging.logging_steps,
+        save_steps=logging.save_steps,
+        save_total_limit=logging.save_total_limit,
+        eval_steps=logging.eval_steps or None,
+        evaluation_strategy="steps" if has_eval and logging.eval_steps else "no",
+        do_eval=has_eval,
+        bf16=dtype == "bfloat16",
+        fp16=dtype == "float16",
+        fp16_opt_level="O2" if dtype != "float32" else "O1",
+        amp_master_grad=dtype != "float32",
+        save_checkpoint_format="unified_checkpoint",
+        load_checkpoint_format="unified_checkpoint",
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        overwrite_output_dir=True,
+        sharding="",
+    )
+
+
+def save_output(cfg: RunConfig, trainer, model_dir: Path, out_dir: Path, is_main: bool) -> None:
+    """Write the final model (full) or adapter (LoRA) with the tokenizer, atomically.
+
+    Every rank takes part in `save_model` (it synchronises the ranks); only rank 0 writes.
+    """
+    from models.loader import ADAPTER_INFO
+
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    if is_main:
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))
+    if not is_main:
+        return
+    for leftover in [*staging.glob("saved_signal_*"), staging / "training_args.bin"]:
+        leftover.unlink(missing_ok=True)
+    for name in TOKENIZER_FILES:
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, staging / name)
+    if cfg.finetuning.type == "lora":
+        (staging / ADAPTER_INFO).write_text(json.dumps(
+            {"base_model": str(model_dir), "base_model_name": cfg.model.name_or_path, "method": cfg.method},
+            indent=2))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(staging, out_dir)
+
+
+def _truncate_metrics_after(paths: JobPaths, step: int) -> None:
+    """On resume, drop metric lines logged after the checkpoint we resume from (they will be redone)."""
+    if not paths.metrics.exists():
+        return
+    kept = [line for line in paths.metrics.read_text(encoding="utf-8").splitlines(keepends=True)
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    tmp = paths.metrics.with_suffix(".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, paths.metrics)
+
+
+def studio_trainer_class():
+    """paddleformers' Trainer, counting the tokens of every training batch for the tokens/s figure."""
+    from paddleformers.trainer import Trainer
+
+    class StudioTrainer(Trainer):
+        def __init__(self, *args, token_counter, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.token_counter = token_counter
+
+        def training_step(self, model, inputs, *args, **kwargs):
+            self.token_counter.add(inputs["input_ids"])
+            return super().training_step(model, inputs, *args, **kwargs)
+
+    return StudioTrainer
+
+
+def train(cfg: RunConfig, paths: JobPaths, resume: bool, stop) -> str:
+    """Train; returns the final state (completed or stopped)."""
+    import paddle
+    from paddleformers.trainer import set_seed
+
+    from models.loader import load_tokenizer
+    from models.registry import resolve_model_dir
+    from trainer.callbacks import JobCallback, TokenCounter
+    from trainer.datasets import Collator, FeatureDataset, build_sft_datasets
+
+    if cfg.method != "sft":
+        raise ConfigError([("method", f"{cfg.method!r} training arrives with the DPO issue; use sft for now")])
+    is_main = rank() == 0
+    dtype = check_precision(cfg)
+    if cfg.devices.device == "cpu":
+        paddle.set_device("cpu")
+    elif world_size() > 1:
+        paddle.set_device("gpu")  # paddle.distributed.launch gives each rank its own visible GPU
+    else:
+        paddle.set_device(f"gpu:{cfg.devices.gpu_ids.split(',')[0]}")
+    set_seed(cfg.optim.seed)
+
+    model_dir = resolve_model_dir(cfg.model.name_or_path)
+    tokenizer = load_tokenizer(model_dir)
+    train_features, eval_features = build_sft_datasets(cfg, tokenizer, log=log)
+    model = build_model(cfg, model_dir, dtype)
+
+    checkpoint = None
+    if resume:
+        last = paths.last_checkpoint()
+        if last is None:
+            raise RuntimeError(f"--resume: no complete checkpoint in {paths.checkpoints}")
+        checkpoint = str(last)
+        _truncate_metrics_after(paths, checkpoint_step(last))
+        log(f"resuming from {checkpoint}")
+
+    tokens = TokenCounter(tokenizer.pad_token_id)
+    callback = JobCallback(paths.dir, tokens, stop, is_main)
+    trainer = studio_trainer_class()(
+        model=model,
+        args=training_arguments(cfg, paths, dtype, bool(eval_features)),
+        train_dataset=FeatureDataset(train_features),
+        eval_dataset=FeatureDataset(eval_features) if eval_features else None,
+        data_collator=Collator(tokenizer.pad_token_id),
+        tokenizer=tokenizer,
+        callbacks=[callback],
+        token_counter=tokens,
+    )
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if callback.stopped_early:
+        return STOPPED
+    if eval_features:
+        trainer.evaluate()
+    out_dir = Path(cfg.output.dir) if cfg.output.dir else paths.output
+    save_output(cfg, trainer, model_dir, out_dir, is_main)
+    log(f"output written to {out_dir}")
+    return COMPLETED
+
+
+def run(cfg: RunConfig, job_dir: Path, resume: bool = False) -> int:
+    """Run a job to its end and record the outcome in status.json; returns the exit code."""
+    from trainer.callbacks import StopSignal
+
+    stop = StopSignal().install()
+    paths = JobPaths(job_dir)
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    is_main = rank() == 0
+    if is_main:
+        if not paths.config.exists():
+            from trainer.config import dump_yaml
+
+            dump_yaml(cfg, paths.config)
+        if stop_requested(paths.dir):
+            write_status(paths.dir, state=STOPPED, ended=time.time())
+            return 0
+        write_status(paths.dir, state=RUNNING, pid=os.getpid(), pgid=os.getpgid(0), started=time.time(),
+                     error=None, ended=None)
+    try:
+        state = train(cfg, paths, resume, stop)
+    except Exception as exc:  # every failure must reach status.json with its message
+        traceback.print_exc()
+        if is_main:
+            write_status(paths.dir, state=FAILED, ended=time.time(), error=f"{type(exc).__name__}: {exc}")
+        return 1
+    if is_main:
+        step = read_status(paths.dir).get("step")
+        write_status(paths.dir, state=state, ended=time.time(), step=step)
+        log(f"job {state}")
+    return 0
