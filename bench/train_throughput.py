@@ -4,7 +4,8 @@ Both sides train the embedded tiny ERNIE 4.5 MoE model (built in a temporary ERN
 with examples/tiny_sft_lora.yaml, for the same number of steps, on the same data, seed and
 TrainingArguments values, each in its own subprocess started the way the job launcher starts a job
 (cwd = repository root, PYTHONUNBUFFERED=1, stdout and stderr to a log file). The runs alternate
-(studio, bare, studio, bare, ...) and the best run of each side counts.
+(studio, bare, studio, bare, ...) and the best run of each side counts, which damps the noise of
+other processes on the machine (the 1-minute load average before and after goes into the JSON).
 
     studio: `trainer run` with its job directory: JobCallback (status.json, metrics.jsonl, STOP
             checks), token counting in training_step, and the final output save (after the clock).
@@ -176,7 +177,7 @@ def build_model(env: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=150, help=f"training steps (a multiple of {LOGGING_STEPS})")
-    parser.add_argument("--runs", type=int, default=2, help="runs of each side, alternated; the best counts")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each side, alternated; the best counts")
     args = parser.parse_args()
     if args.steps <= 0 or args.steps % LOGGING_STEPS:
         parser.error(f"--steps must be a positive multiple of {LOGGING_STEPS}")
@@ -187,7 +188,8 @@ def main() -> None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         script = root / "bare_train.py"
         script.write_text(BARE_SCRIPT)
-        print(f"building {MODEL} in {root / 'home'} ...", flush=True)
+        load_before = os.getloadavg()[0]
+        print(f"building {MODEL} in {root / 'home'} (1-minute load average {load_before:.2f}) ...", flush=True)
         build_model(env)
         studio, bare = [], []
         for i in range(args.runs):
@@ -223,7 +225,8 @@ def main() -> None:
         "bare_runs_tokens_per_s": [round(r["tokens_per_s"], 1) for r in bare],
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "paddle": version("paddlepaddle"),
-                    "paddleformers": version("paddleformers")},
+                    "paddleformers": version("paddleformers"),
+                    "loadavg_1m_before": round(load_before, 2), "loadavg_1m_after": round(os.getloadavg()[0], 2)},
     }))
 
 

@@ -4,7 +4,7 @@
   export JOB_DIR --merge [-o DIR]                               merge a LoRA adapter into its base
   config validate FILE [KEY=VALUE ...]                          check a run config
   config import-erniekit FILE -o OUT.yaml                       convert an ERNIEKit YAML
-  data check FILE [--format F] [--skip-invalid] [--json]        validate a dataset file
+  data check FILE [--format F] [--model M] [--json]             validate a dataset, token statistics
 
 Heavy imports (paddle) happen inside the commands that need them.
 """
@@ -107,12 +107,31 @@ def cmd_config(argv: list[str]) -> int:
 
 
 def cmd_data(argv: list[str]) -> int:
-    if argv[:1] == ["check"]:
-        from trainer.data.check import main
+    if argv[:1] != ["check"]:
+        print("usage: python -m trainer data check FILE [--format F] [--skip-invalid] [--json] "
+              "[--model M [--max-seq-len N]]", file=sys.stderr)
+        return 2
+    from trainer.data.check import add_arguments, run
 
-        return main(argv[1:])
-    print("usage: python -m trainer data check FILE [--format F] [--skip-invalid] [--json]", file=sys.stderr)
-    return 2
+    parser = argparse.ArgumentParser(prog="python -m trainer data check",
+                                     description="Validate a dataset file and print its statistics.")
+    add_arguments(parser)
+    parser.add_argument("--model", help="count tokens with this model's tokenizer and chat template "
+                                        "(a built-in name or a checkpoint directory)")
+    parser.add_argument("--max-seq-len", type=int, help="also count rows longer than this many tokens")
+    args = parser.parse_args(argv[1:])
+    token_length = None
+    if args.model:
+        from models.loader import load_tokenizer
+        from models.registry import ModelNotFound, resolve_model_dir
+        from trainer.data.tokenize import token_length as tokenizer_length
+
+        try:
+            token_length = tokenizer_length(load_tokenizer(resolve_model_dir(args.model)))
+        except ModelNotFound as exc:
+            print(f"--model: {exc}", file=sys.stderr)
+            return 2
+    return run(args, token_length=token_length, max_seq_len=args.max_seq_len)
 
 
 COMMANDS = {"run": cmd_run, "export": cmd_export, "config": cmd_config, "data": cmd_data}

@@ -85,8 +85,8 @@ class StatsCollector:
         result.update(
             min=lo,
             mean=round(float(lengths.mean()), 2),
-            p50=float(np.percentile(lengths, 50)),
-            p95=float(np.percentile(lengths, 95)),
+            p50=round(float(np.percentile(lengths, 50)), 1),
+            p95=round(float(np.percentile(lengths, 95)), 1),
             max=hi,
             histogram={"edges": edges, "counts": [int(c) for c in counts]},
         )
