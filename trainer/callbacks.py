@@ -60,6 +60,7 @@ class JobCallback(TrainerCallback):
         self.stop = stop
         self.is_main = is_main
         self.stopped_early = False
+        self.last_eval_step = None
         self._start = self._last_log_time = time.time()
         self._start_step = 0
         self._last_tokens = 0
@@ -104,6 +105,7 @@ class JobCallback(TrainerCallback):
             self._last_tokens, self._last_log_time = self.tokens.total, now
         elif "eval_loss" in logs:
             record["eval_loss"] = float(logs["eval_loss"])
+            self.last_eval_step = state.global_step
         else:
             return
         append_metrics(self.job_dir, record)

@@ -183,7 +183,13 @@ def _truncate_metrics_after(paths: JobPaths, step: int) -> None:
 
 def studio_trainer_class():
     """paddleformers' Trainer, counting the tokens of every training batch for the tokens/s figure."""
+    import paddleformers.trainer.trainer as trainer_module
     from paddleformers.trainer import Trainer
+
+    if not hasattr(trainer_module, "GPTModel"):
+        # paddleformers 1.2.0's evaluation_loop tests isinstance(model.model, GPTModel), a name it only
+        # imports with paddlefleet installed: evaluating a LoRA model raises NameError without this.
+        trainer_module.GPTModel = type("GPTModelUnavailable", (), {})
 
     class StudioTrainer(Trainer):
         def __init__(self, *args, token_counter, **kwargs):
@@ -248,7 +254,7 @@ def train(cfg: RunConfig, paths: JobPaths, resume: bool, stop) -> str:
     trainer.train(resume_from_checkpoint=checkpoint)
     if callback.stopped_early:
         return STOPPED
-    if eval_features:
+    if eval_features and callback.last_eval_step != trainer.state.global_step:
         trainer.evaluate()
     out_dir = Path(cfg.output.dir) if cfg.output.dir else paths.output
     save_output(cfg, trainer, model_dir, out_dir, is_main)
