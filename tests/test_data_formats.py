@@ -250,7 +250,7 @@ def test_stats_without_and_with_token_lengths():
     stats = compute_stats((examples[0] for _ in range(100)), token_length=lambda e: next(lengths), max_seq_len=90)
     tokens = stats["tokens"]
     assert (tokens["min"], tokens["max"], tokens["mean"], tokens["p50"]) == (1, 100, 50.5, 50.5)
-    assert tokens["p95"] == pytest.approx(95.05)
+    assert tokens["p95"] == 95.0  # numpy gives 95.05; percentiles are reported to one decimal
     assert tokens["histogram"]["edges"] == list(range(1, 102, 5))
     assert tokens["histogram"]["counts"] == [5] * 20
     assert tokens["over_max_seq_len"] == 10
