@@ -50,6 +50,7 @@ CONFIG = REPO / "examples" / "tiny_sft_lora.yaml"
 MODEL = "ernie-4.5-tiny-moe"
 LOGGING_STEPS = 10
 TARGET = 0.95
+BARE_SCRIPT_NAME = "bare_train.py"
 
 BARE_SCRIPT = textwrap.dedent('''
     """Bare paddleformers SFT-LoRA: argv = CONFIG WORK_DIR RESULT_JSON [KEY=VALUE ...]."""
@@ -154,11 +155,11 @@ def run_studio(root: Path, index: int, steps: int, env: dict) -> dict:
     return {"tokens": round(tokens), "train_runtime": float(found[-1]), "elapsed_s": previous, "process_s": wall}
 
 
-def run_bare(root: Path, index: int, steps: int, env: dict, script: Path) -> dict:
+def run_bare(root: Path, index: int, steps: int, env: dict) -> dict:
     work = root / f"bare-{index}"
     work.mkdir()
     result = work / "result.json"
-    wall = run_logged([sys.executable, str(script), str(CONFIG), str(work), str(result), *overrides(steps)],
+    wall = run_logged([sys.executable, str(root / BARE_SCRIPT_NAME), str(CONFIG), str(work), str(result), *overrides(steps)],
                       work / "train.log", env)
     out = json.loads(result.read_text())
     if out["steps"] != steps:
@@ -181,21 +182,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps <= 0 or args.steps % LOGGING_STEPS:
         parser.error(f"--steps must be a positive multiple of {LOGGING_STEPS}")
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         root = Path(tmp)
         env = dict(os.environ, ERNIE_STUDIO_HOME=str(root / "home"), PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        script = root / "bare_train.py"
-        script.write_text(BARE_SCRIPT)
+        (root / BARE_SCRIPT_NAME).write_text(BARE_SCRIPT)
         load_before = os.getloadavg()[0]
         print(f"building {MODEL} in {root / 'home'} (1-minute load average {load_before:.2f}) ...", flush=True)
         build_model(env)
         studio, bare = [], []
         for i in range(args.runs):
-            for name, results, run in (("studio", studio, lambda: run_studio(root, i, args.steps, env)),
-                                       ("bare", bare, lambda: run_bare(root, i, args.steps, env, script))):
-                r = run()
+            for name, results, measure in (("studio", studio, run_studio), ("bare", bare, run_bare)):
+                r = measure(root, i, args.steps, env)
                 r["tokens_per_s"] = r["tokens"] / r["train_runtime"]
                 results.append(r)
                 print(f"run {i + 1}/{args.runs} {name:6s}: {r['tokens']} tokens in {r['train_runtime']:.2f} s "
