@@ -6,20 +6,12 @@ module is what training checks and tests use to ask "does the model now give the
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from models.chat_template import encode_conversation
 
 
-def stop_token_ids(tokenizer, model_dir: Path | None = None) -> list[int]:
-    """End-of-turn ids: the tokenizer's eos and sep tokens and the checkpoint's generation config."""
-    ids = {tokenizer.eos_token_id}
-    if getattr(tokenizer, "sep_token_id", None) is not None:
-        ids.add(tokenizer.sep_token_id)
-    if model_dir is not None and (Path(model_dir) / "generation_config.json").is_file():
-        eos = json.loads((Path(model_dir) / "generation_config.json").read_text()).get("eos_token_id")
-        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+def stop_token_ids(tokenizer) -> list[int]:
+    """End-of-turn ids: the tokenizer's eos token and ERNIE's `<|end_of_sentence|>` (its sep token)."""
+    ids = {tokenizer.eos_token_id, getattr(tokenizer, "sep_token_id", None)}
     return sorted(i for i in ids if i is not None)
 
 

@@ -106,6 +106,23 @@ def load_model(model_dir: Path, dtype: str = "float32", moe_dispatch: str = "aut
     return model
 
 
+def remove_save_leftovers(directory: Path) -> None:
+    """paddleformers' savers leave a `saved_signal_<rank>` file behind; a checkpoint does not need it."""
+    for leftover in Path(directory).glob("saved_signal_*"):
+        leftover.unlink()
+
+
+def save_model(model, directory: Path, config_json: str) -> None:
+    """Save weights as safetensors with `config_json` as config.json.
+
+    `save_pretrained` writes the runtime config (CPU adjustments included); the config of the
+    checkpoint the weights came from is the one to ship.
+    """
+    model.save_pretrained(str(directory), safe_serialization=True)
+    remove_save_leftovers(directory)
+    (Path(directory) / "config.json").write_text(config_json, encoding="utf-8")
+
+
 def is_adapter(path: Path) -> bool:
     return (Path(path) / ADAPTER_INFO).is_file()
 

@@ -53,14 +53,14 @@ MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
         ModelSpec(
-            name="ernie-4.5-tiny-moe", kind="moe", total_params="1.3M", active_params="0.6M", layers=4,
+            name="ernie-4.5-tiny-moe", kind="moe", total_params="1.2M", active_params="0.75M", layers=4,
             context_length=2048, experts=8, experts_per_token=2, shared_experts=1, builtin=True,
             description="Embedded demo: the ERNIE 4.5 MoE architecture at tiny size (first layer dense, "
                         "then 8 experts top-2 plus a shared expert). Trains on CPU in seconds.",
             presets=_SMALL_PRESETS,
         ),
         ModelSpec(
-            name="ernie-4.5-tiny-dense", kind="dense", total_params="0.8M", active_params="0.8M", layers=4,
+            name="ernie-4.5-tiny-dense", kind="dense", total_params="1.5M", active_params="1.5M", layers=4,
             context_length=2048, builtin=True,
             description="Embedded demo: the dense ERNIE-4.5-0.3B architecture at tiny size.",
             presets=_SMALL_PRESETS,

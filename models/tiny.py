@@ -158,7 +158,10 @@ def _build_weights(name: str, out_dir: Path) -> None:
     from paddleformers.transformers import AutoConfig, AutoModelForCausalLM
 
     paddle.set_device("cpu")
-    (out_dir / "config.json").write_text(json.dumps(MODEL_CONFIGS[name], indent=2))
+    from models.loader import save_model
+
+    config_json = json.dumps(MODEL_CONFIGS[name], indent=2)
+    (out_dir / "config.json").write_text(config_json)
     config = AutoConfig.from_pretrained(str(out_dir))
     paddle.seed(SEED)
     model = AutoModelForCausalLM.from_config(config)
@@ -167,9 +170,4 @@ def _build_weights(name: str, out_dir: Path) -> None:
     # real checkpoints have learned, longer rows. Give the tiny model a comparable logit range.
     embedding = model.get_input_embeddings().weight
     embedding.set_value(embedding * EMBEDDING_SCALE)
-    model.save_pretrained(str(out_dir), safe_serialization=True)
-    # save_pretrained rewrites config.json with runtime fields and leaves a save-signal file behind;
-    # keep the checkpoint's own config and nothing else.
-    (out_dir / "config.json").write_text(json.dumps(MODEL_CONFIGS[name], indent=2))
-    for leftover in out_dir.glob("saved_signal_*"):
-        leftover.unlink()
+    save_model(model, out_dir, config_json)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from models.loader import ADAPTER_INFO
+from models.loader import ADAPTER_INFO, save_model
 from models.registry import ModelNotFound
 from trainer.jobfiles import COMPLETED, JobPaths, read_status
 from trainer.train import TOKENIZER_FILES
@@ -51,10 +51,7 @@ def export(job_dir: Path, merge: bool = True, out_dir: Path | None = None) -> Pa
     if is_adapter:
         model, base_dir = load_merged(paths.output)
         staging.mkdir(parents=True)
-        model.save_pretrained(str(staging), safe_serialization=True)
-        for leftover in staging.glob("saved_signal_*"):
-            leftover.unlink()
-        shutil.copy2(base_dir / "config.json", staging / "config.json")
+        save_model(model, staging, (base_dir / "config.json").read_text(encoding="utf-8"))
         for name in TOKENIZER_FILES:
             if (paths.output / name).is_file():
                 shutil.copy2(paths.output / name, staging / name)

@@ -149,7 +149,7 @@ def save_output(cfg: RunConfig, trainer, model_dir: Path, out_dir: Path, is_main
 
     Every rank takes part in `save_model` (it synchronises the ranks); only rank 0 writes.
     """
-    from models.loader import ADAPTER_INFO
+    from models.loader import ADAPTER_INFO, remove_save_leftovers
 
     staging = out_dir.with_name(out_dir.name + ".partial")
     if is_main:
@@ -157,8 +157,8 @@ def save_output(cfg: RunConfig, trainer, model_dir: Path, out_dir: Path, is_main
     trainer.save_model(str(staging))
     if not is_main:
         return
-    for leftover in [*staging.glob("saved_signal_*"), staging / "training_args.bin"]:
-        leftover.unlink(missing_ok=True)
+    remove_save_leftovers(staging)
+    (staging / "training_args.bin").unlink(missing_ok=True)
     for name in TOKENIZER_FILES:
         if (model_dir / name).is_file():
             shutil.copy2(model_dir / name, staging / name)
