@@ -33,8 +33,9 @@ run: install
 test: install-dev chromium
 	$(PY) -m pytest
 
-bench: install
-	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+# `bench` writes bench/results.json and results.md and the README's Performance table (ui_cpu_share drives chromium).
+bench: install-dev chromium
+	$(PY) bench/run_all.py --readme
 
 clean:
 	rm -rf $(VENV) workspace .pytest_cache

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import hmac
-import ipaddress
 import os
 import signal
 import stat
@@ -21,20 +20,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from models.network import is_loopback
+
 DEFAULT_PORT = 7860
 
 
 class AuthFileError(Exception):
     pass
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def read_auth_file(path: str) -> list[tuple[str, str]]:

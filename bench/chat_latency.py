@@ -91,6 +91,7 @@ def main() -> None:
         "model": "ernie-4.5-tiny-moe",
         "runs": args.runs,
         **figures,
+        "target": 2.0,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "paddle": version("paddlepaddle"),
                     "paddleformers": version("paddleformers"), "loadavg_1m": round(os.getloadavg()[0], 2)},

@@ -47,16 +47,18 @@ def naive_block_class():
         def forward(self, hidden_states, token_type_ids=None, use_dense_expert=False):
             shape = hidden_states.shape
             x = hidden_states.reshape([-1, shape[-1]])
-            logits, scores, expert_ids, weights = route(self, x)
-            ids, rows = expert_ids.tolist(), []
+            routing = route(self, x)
+            weights = routing.weights
+            ids, rows = routing.expert_ids.tolist(), []
             for token in range(x.shape[0]):
                 row = x[token : token + 1]
                 out = self.shared_experts(row)
                 for slot, expert in enumerate(ids[token]):
                     out = out + self.experts[expert](row) * weights[token, slot].astype(x.dtype)
                 rows.append(out)
-            counts = paddle.bincount(expert_ids.reshape([-1]), minlength=len(self.experts))
-            return paddle.concat(rows).reshape(shape), weights, router_loss(self, logits, scores, counts), logits
+            counts = paddle.bincount(routing.expert_ids.reshape([-1]), minlength=len(self.experts))
+            return (paddle.concat(rows).reshape(shape), weights, router_loss(self, routing, counts),
+                    paddle.concat(routing.logits, axis=-1))
 
     return NaiveMoeBlock
 

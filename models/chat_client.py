@@ -88,7 +88,10 @@ class ChatClient:
         raise ChatError(f"the model server at {self.base_url} was not ready within {timeout:.0f} s")
 
     def model_card(self) -> dict:
-        response = httpx.get(f"{self.base_url}/v1/models", timeout=5.0)
+        try:
+            response = httpx.get(f"{self.base_url}/v1/models", timeout=5.0)
+        except httpx.HTTPError as exc:
+            raise ChatError(f"lost the model server at {self.base_url}: {exc}") from exc
         return response.json()["data"][0]
 
     def stream(self, messages: list[dict], **params) -> Iterator[Delta]:

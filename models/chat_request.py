@@ -9,6 +9,7 @@ same for every model. Beyond OpenAI's parameters, the body may carry `top_k`,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 ROLES = ("system", "user", "assistant")
@@ -63,7 +64,8 @@ def _number(body: dict, key: str, default, low: float, high: float, *, integer: 
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
         raise RequestError(f"'{key}' must be {kind}, got {value!r}", param=key)
-    if value < low or value > high or (low_open and value == low):
+    # JSON bodies may spell NaN, which every comparison lets through (infinities fail the range)
+    if (isinstance(value, float) and math.isnan(value)) or value < low or value > high or (low_open and value == low):
         bound = f"greater than {low}" if low_open else f"at least {low}"
         raise RequestError(f"'{key}' must be {bound} and at most {high}{what}, got {value!r}", param=key)
     return value
@@ -71,7 +73,7 @@ def _number(body: dict, key: str, default, low: float, high: float, *, integer: 
 
 def _content_text(content, where: str) -> str:
     if isinstance(content, str):
-        return content
+        return _unicode(content, f"{where}.content")
     if isinstance(content, list):
         parts = []
         for j, part in enumerate(content):
@@ -79,10 +81,21 @@ def _content_text(content, where: str) -> str:
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                 raise RequestError(f"{where}.content[{j}]: only text parts are supported by this model, got {kind!r}",
                                    param=f"{where}.content")
-            parts.append(part["text"])
+            parts.append(_unicode(part["text"], f"{where}.content[{j}].text"))
         return "".join(parts)
     raise RequestError(f"{where}.content must be a string or a list of text parts, got {type(content).__name__}",
                        param=f"{where}.content")
+
+
+def _unicode(text: str, where: str) -> str:
+    """JSON escapes can spell unpaired surrogates ("\\ud800"), which the tokenizer cannot encode."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise RequestError(f"{where}: unpaired surrogate \\u{ord(text[e.start]):04x} at character "
+                               f"{e.start + 1} is not valid Unicode text", param=where) from None
+    return text
 
 
 def parse_messages(raw) -> list[dict]:

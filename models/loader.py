@@ -8,6 +8,7 @@ wherever the fused GPU kernels are unavailable.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from contextlib import contextmanager
@@ -84,10 +85,26 @@ def rank_local_loading():
         parallel._global_parallel_env = saved_parallel_env
 
 
-def load_model(model_dir: Path, dtype: str = "float32", moe_dispatch: str = "auto"):
+@contextmanager
+def exclusive_loading(model_dir: Path):
+    """One process at a time loads from `model_dir`: paddleformers deletes and rewrites a metadata
+    file in it on every load, so two ranks (or a job and a chat server) loading together read each
+    other's half-written file."""
+    fd = os.open(model_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def load_model(model_dir: Path, dtype: str = "float32", moe_dispatch: str = "auto",
+               config_overrides: dict | None = None):
     """Load the causal LM in `model_dir` on the current paddle device.
 
     `moe_dispatch`: "auto" (portable where fused kernels are missing), "portable" or "fused".
+    `config_overrides`: model-config attributes set before the model is built (a run's MoE loss
+    coefficients, for instance).
     """
     from paddleformers.transformers import AutoConfig, AutoModelForCausalLM
 
@@ -98,7 +115,9 @@ def load_model(model_dir: Path, dtype: str = "float32", moe_dispatch: str = "aut
     config = AutoConfig.from_pretrained(str(model_dir), dtype=dtype)
     if not fused_moe_kernels_available():
         config.fuse_rms_norm = False
-    with rank_local_loading():
+    for key, value in (config_overrides or {}).items():
+        setattr(config, key, value)
+    with rank_local_loading(), exclusive_loading(model_dir):
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), config=config, dtype=dtype)
     if config.model_type == "ernie4_5_moe":
         if moe_dispatch == "portable" or (moe_dispatch == "auto" and not fused_moe_kernels_available()):
@@ -165,7 +184,8 @@ def load_checkpoint(name_or_path: str, adapter: str | None = None, workdir=None,
     model_dir, adapter_dir = locate_checkpoint(name_or_path, adapter, workdir)
     model = load_model(model_dir, dtype=dtype)
     if adapter_dir is not None:
-        model = LoRAModel.from_pretrained(model=model, lora_path=str(adapter_dir))
+        with exclusive_loading(adapter_dir):  # the adapter loader rewrites the same metadata file
+            model = LoRAModel.from_pretrained(model=model, lora_path=str(adapter_dir))
     model.eval()
     has_tokenizer = adapter_dir is not None and (adapter_dir / "tokenizer_config.json").is_file()
     return model, load_tokenizer(adapter_dir if has_tokenizer else model_dir)

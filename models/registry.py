@@ -7,6 +7,7 @@ directories (nothing is ever downloaded).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,19 @@ _REAL_PRESETS = {
                  **_REAL_COMMON},
 }
 
+
+
+def _moe_presets(lora_experts: str) -> dict:
+    """The real MoE models' presets: full fine-tuning keeps the router fixed (a small SFT or DPO set
+    would otherwise re-route the experts pre-training balanced) while the correction biases keep the
+    load even (ERNIE 4.5's own rate); LoRA puts adapters on `lora_experts` ("all", or "shared" where
+    adapters on every routed expert would cost more memory than the attention ones)."""
+    full = {"moe.freeze_router": True, "moe.bias_update_rate": 1e-3}
+    lora = {"moe.train_experts": lora_experts}
+    return {name: {**preset, **(full if preset["finetuning.type"] == "full" else lora)}
+            for name, preset in _REAL_PRESETS.items()}
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
@@ -82,31 +96,33 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="ERNIE-4.5-21B-A3B", kind="moe", total_params="21B", active_params="3B", layers=28,
             context_length=131072, experts=64, experts_per_token=6, shared_experts=2,
-            description="Text MoE, 21B total / 3B active parameters.", presets=_REAL_PRESETS,
+            description="Text MoE, 21B total / 3B active parameters.", presets=_moe_presets("all"),
         ),
         ModelSpec(
             name="ERNIE-4.5-21B-A3B-Thinking", kind="moe", total_params="21B", active_params="3B", layers=28,
             context_length=131072, experts=64, experts_per_token=6, shared_experts=2, thinking=True,
-            description="21B-A3B post-trained for reasoning (<think> ... </think>).", presets=_REAL_PRESETS,
+            description="21B-A3B post-trained for reasoning (<think> ... </think>).",
+            presets=_moe_presets("all"),
         ),
         ModelSpec(
             name="ERNIE-4.5-300B-A47B", kind="moe", total_params="300B", active_params="47B", layers=54,
             context_length=131072, experts=64, experts_per_token=8,
             description="Flagship text MoE, 300B total / 47B active; needs a multi-GPU node.",
-            presets=_REAL_PRESETS,
+            presets=_moe_presets("shared"),
         ),
         ModelSpec(
             name="ERNIE-4.5-VL-28B-A3B", kind="vl-moe", total_params="28B", active_params="3B", layers=28,
             context_length=131072, experts=64, experts_per_token=6, shared_experts=2, vision_experts=64,
             chat_template="ernie_vl", thinking=True,
             description="Vision-language MoE with modality-isolated text and vision experts.",
-            presets=_REAL_PRESETS,
+            presets=_moe_presets("all"),
         ),
         ModelSpec(
             name="ERNIE-4.5-VL-424B-A47B", kind="vl-moe", total_params="424B", active_params="47B", layers=54,
             context_length=131072, experts=64, experts_per_token=8, vision_experts=64,
             chat_template="ernie_vl", thinking=True,
-            description="Largest vision-language MoE; needs several multi-GPU nodes.", presets=_REAL_PRESETS,
+            description="Largest vision-language MoE; needs several multi-GPU nodes.",
+            presets=_moe_presets("shared"),
         ),
     ]
 }
@@ -120,6 +136,25 @@ class ModelNotFound(Exception):
 
 def default_workdir() -> Path:
     return Path(os.environ.get("ERNIE_STUDIO_HOME", "workspace")).resolve()
+
+
+def has_experts(name_or_path: str) -> bool:
+    """Whether a model name, checkpoint directory or LoRA adapter (through its base) is an MoE
+    model; True when it cannot be told (an MoE option is then checked at training time)."""
+    name_or_path = (name_or_path or "").strip()
+    spec = MODELS.get(name_or_path)
+    if spec is not None:
+        return spec.kind != "dense"
+    path = Path(name_or_path).expanduser()
+    try:
+        if (path / "adapter_info.json").is_file():
+            info = json.loads((path / "adapter_info.json").read_text(encoding="utf-8"))
+            return has_experts(info.get("base_model_name") or info.get("base_model", ""))
+        if (path / "config.json").is_file():
+            return "moe" in json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type", "")
+    except (OSError, ValueError, AttributeError):
+        pass
+    return True
 
 
 def resolve_model_dir(name_or_path: str, workdir: Path | None = None) -> Path:

@@ -29,9 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from models.chat_request import ChatRequest, RequestError, parse_chat_request
+from models.network import is_loopback
 
 MAX_BODY_BYTES = 8 << 20
-LOOPBACK = ("127.0.0.1", "localhost")
 
 
 @dataclass
@@ -101,6 +101,8 @@ class ModelHost:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ErnieStudioServe/1"
+    # a client that stops sending (a Content-Length longer than its body) frees its thread
+    timeout = 60
     host: ModelHost  # set on the subclass made per server
 
     def log_message(self, format, *args):
@@ -162,7 +164,8 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(f"the request body is {int(length)} bytes; the limit is {MAX_BODY_BYTES}", status=413)
         raw = self.rfile.read(int(length))
         try:
-            return json.loads(raw.decode("utf-8"))
+            # a body saved by a Windows editor may start with a UTF-8 byte order mark; it means nothing
+            return json.loads(raw.decode("utf-8-sig"))
         except UnicodeDecodeError as exc:
             raise RequestError(f"the request body is not UTF-8: {exc}") from None
         except json.JSONDecodeError as exc:
@@ -267,7 +270,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     from models.loader import locate_checkpoint
     from models.registry import MODELS
 
-    if args.host not in LOOPBACK and not args.allow_remote:
+    if not is_loopback(args.host) and not args.allow_remote:
         raise ValueError(f"--host {args.host} is not loopback and the API has no authentication; "
                          "pass --allow-remote to bind it anyway")
     if args.template != "auto" and args.template not in TEMPLATES:

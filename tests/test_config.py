@@ -104,7 +104,7 @@ def test_type_choice_and_range_errors():
     assert problems_of(with_train(finetuning={"lora": {"dropout": 1.5}})) == \
         ["finetuning.lora.dropout: must be in [0, 1), got 1.5"]
     assert problems_of(with_train(finetuning={"lora": {"rank": 0}})) == \
-        ["finetuning.lora.rank: must be >= 1, got 0"]
+        ["finetuning.lora.rank: must be in [1, 8192], got 0"]
     assert problems_of(with_train(dpo={"beta": 0})) == ["dpo.beta: must be > 0, got 0"]
     assert problems_of(with_train(optim={"max_steps": 0})) == \
         ["optim.max_steps: must be -1 (use the number of epochs) or >= 1, got 0"]

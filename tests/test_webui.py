@@ -120,8 +120,10 @@ def test_auth_file_and_check(tmp_path):
     check = app.make_auth(app.read_auth_file(str(users)))
     assert check("alice", "s3cr:et") and check("bob", "pw")
     assert not check("alice", "pw") and not check("carol", "pw") and not check("bob", "")
-    assert app.is_loopback("127.0.0.1") and app.is_loopback("localhost") and app.is_loopback("::1")
-    assert not app.is_loopback("0.0.0.0") and not app.is_loopback("192.168.1.5")
+    from models.network import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
 
 
 # -- i18n and the form -------------------------------------------------------------------------------
@@ -320,6 +322,13 @@ def test_presets_follow_the_model():
     assert updates["finetuning.type"] == "full" and updates["optim.learning_rate"] == 3e-3
     assert updates["optim.seed"] == {"__type__": "update"}
     assert "sft-full" in out[-1]
+    big = dict(zip(form.keys, train_tab.apply_preset(form, "ERNIE-4.5-300B-A47B", "sft-full", "en")[:-1]))
+    assert big["moe.freeze_router"] is True and big["moe.bias_update_rate"] == 1e-3
+    assert dict(zip(form.keys, train_tab.apply_preset(form, "ERNIE-4.5-300B-A47B", "sft-lora", "en")[:-1])
+                )["moe.train_experts"] == "shared"
+    dense = dict(zip(form.keys, train_tab.apply_preset(form, "ERNIE-4.5-0.3B", "sft-full", "en")[:-1]))
+    assert dense["moe.freeze_router"] is False and dense["moe.bias_update_rate"] == 0.0, \
+        "a dense model's preset puts the MoE settings back"
     assert train_tab._presets("/some/dir") == [] and "local checkpoint" in train_tab.model_info_text("/x", "en")
 
 

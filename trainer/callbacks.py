@@ -1,9 +1,10 @@
 """The paddleformers trainer callback that speaks the job-directory protocol.
 
 It writes metrics.jsonl (loss, learning rate, tokens/s, elapsed time, ETA, memory, and for DPO the
-rewards, their margin and accuracy; eval lines carry eval_loss), keeps status.json's step current,
-marks checkpoints complete once saved, and turns a stop request (SIGTERM or the STOP file) into
-"finish this step, save a checkpoint, stop".
+rewards, their margin and accuracy; eval lines carry eval_loss) and, for MoE models,
+expert_load.jsonl; runs aux-loss-free balancing after every optimizer step; keeps status.json's
+step current; marks checkpoints complete once saved (then deletes those beyond save_total_limit);
+and turns a stop request (SIGTERM or the STOP file) into "finish this step, save a checkpoint, stop".
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import psutil
 from paddleformers.trainer import TrainerCallback
 
 from trainer.jobfiles import (
-    JobPaths, append_json_line, append_metrics, mark_checkpoint_complete, stop_requested, write_status,
+    JobPaths, append_json_line, append_metrics, mark_checkpoint_complete, prune_checkpoints, stop_requested,
+    write_status,
 )
 
 STATUS_INTERVAL_S = 1.0
@@ -70,11 +72,17 @@ def _preference_metrics(logs: dict, prefix: str) -> dict:
 
 
 class JobCallback(TrainerCallback):
-    def __init__(self, job_dir, tokens: TokenCounter, stop: StopSignal, is_main: bool):
+    def __init__(self, job_dir, tokens: TokenCounter, stop: StopSignal, is_main: bool, keep_checkpoints: int,
+                 bias_update_rate: float = 0.0, world_size: int = 1):
         self.job_dir = job_dir
+        self.keep_checkpoints = keep_checkpoints
         self.tokens = tokens
         self.stop = stop
         self.is_main = is_main
+        self.bias_update_rate = bias_update_rate
+        self.world_size = world_size
+        self._expert_load: dict[int, list[int]] = {}
+        self._expert_groups: dict[int, list[int]] = {}
         self.stopped_early = False
         self.last_eval_step = None
         self._start = self._last_log_time = time.time()
@@ -89,6 +97,7 @@ class JobCallback(TrainerCallback):
             write_status(self.job_dir, step=state.global_step, total_steps=state.max_steps)
 
     def on_step_end(self, args, state, control, **kwargs):
+        self._balance_experts(kwargs.get("model"))
         if self.stop.received or stop_requested(self.job_dir):
             self.stopped_early = True
             control.should_save = True
@@ -119,7 +128,7 @@ class JobCallback(TrainerCallback):
             if "grad_norm" in logs:
                 record["grad_norm"] = float(logs["grad_norm"])
             record.update(_preference_metrics(logs, ""))
-            imbalance = self._record_expert_load(kwargs.get("model"), state.global_step)
+            imbalance = self._record_expert_load(state.global_step)
             if imbalance is not None:
                 record["expert_imbalance"] = imbalance
             self._last_tokens, self._last_log_time = self.tokens.total, now
@@ -131,22 +140,40 @@ class JobCallback(TrainerCallback):
             return
         append_metrics(self.job_dir, record)
 
-    def _record_expert_load(self, model, step: int) -> float | None:
+    def _balance_experts(self, model) -> None:
+        """Once per optimizer step on every rank: collect the expert usage of the step (summed over
+        ranks), let aux-loss-free balancing move the correction biases, and add the usage to what
+        the next logging step records."""
+        from models.moe_dispatch import balance_step
+
+        if model is None:
+            return
+        for load in balance_step(model, self.bias_update_rate, all_reduce=self.world_size > 1):
+            total = self._expert_load.setdefault(load.layer, [0] * len(load.tokens))
+            self._expert_load[load.layer] = [a + b for a, b in zip(total, load.tokens)]
+            self._expert_groups[load.layer] = load.groups
+
+    def _record_expert_load(self, step: int) -> float | None:
         """Write the tokens each expert received since the last logging step (expert_load.jsonl)
         and return the worst layer's imbalance (max over mean); None for a model without MoE."""
-        from models.moe_dispatch import take_expert_load
+        from models.moe_dispatch import ExpertLoad
 
-        loads = take_expert_load(model) if model is not None else []
-        if not loads or not any(sum(tokens) for _, tokens in loads):
+        loads = [ExpertLoad(layer, tokens, self._expert_groups[layer]) for layer, tokens in self._expert_load.items()]
+        self._expert_load = {}
+        if not loads or not any(sum(load.tokens) for load in loads):
             return None
-        imbalance = [round(max(tokens) * len(tokens) / max(sum(tokens), 1), 3) for _, tokens in loads]
-        append_json_line(JobPaths(self.job_dir).expert_load, {
-            "step": step, "layers": [index for index, _ in loads], "tokens": [tokens for _, tokens in loads],
-            "imbalance": imbalance})
-        return max(imbalance)
+        record = {"step": step, "layers": [load.layer for load in loads], "tokens": [load.tokens for load in loads],
+                  "imbalance": [load.imbalance() for load in loads]}
+        if any(len(load.groups) > 1 for load in loads):
+            record["groups"] = loads[0].groups
+        append_json_line(JobPaths(self.job_dir).expert_load, record)
+        return max(record["imbalance"])
 
     def on_save(self, args, state, control, **kwargs):
         if self.is_main:
             checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
             if os.path.isdir(checkpoint):
                 mark_checkpoint_complete(checkpoint)
+                # Older checkpoints go only now (paddleformers' own rotation, switched off in
+                # training_arguments, deletes them before this one is complete).
+                prune_checkpoints(self.job_dir, self.keep_checkpoints)

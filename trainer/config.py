@@ -59,7 +59,9 @@ class ModelSection:
 
 @dataclass
 class LoraSection:
-    rank: int = _opt(8, "LoRA rank r.", label="LoRA rank", minimum=1,
+    # Every ERNIE 4.5 linear layer has a side of at most 8192 (the largest hidden size): a higher rank
+    # adds no capacity, only memory.
+    rank: int = _opt(8, "LoRA rank r.", label="LoRA rank", minimum=1, maximum=8192,
                      depends_on=("finetuning.type", "lora"))
     alpha: float = _opt(16.0, "LoRA alpha; the update is scaled by alpha / r (alpha / sqrt(r) with rsLoRA).",
                         label="LoRA alpha", minimum=0, min_exclusive=True,
@@ -89,6 +91,37 @@ class DpoSection:
                        depends_on=("method", "dpo"))
     loss_type: str = _opt("sigmoid", "DPO loss.", label="DPO loss", choices=("sigmoid",),
                           advanced=True, depends_on=("method", "dpo"))
+
+
+_CHECKPOINT_VALUE = "; -1 keeps the checkpoint's value, 0 turns it off"
+_MOE_ONLY = " MoE models only."
+
+
+@dataclass
+class MoeSection:
+    aux_loss_coef: float = _opt(-1.0, "Weight of the router's load-balancing loss" + _CHECKPOINT_VALUE + "."
+                                + _MOE_ONLY, label="Load-balancing loss", advanced=True)
+    z_loss_coef: float = _opt(-1.0, "Weight of the router z-loss (keeps gate logits small)" + _CHECKPOINT_VALUE
+                              + "." + _MOE_ONLY, label="Router z-loss", advanced=True)
+    orthogonal_loss_coef: float = _opt(-1.0, "Weight of the router orthogonal loss (pushes the experts' gate "
+                                       "vectors apart)" + _CHECKPOINT_VALUE + "." + _MOE_ONLY,
+                                       label="Router orthogonal loss", advanced=True)
+    bias_update_rate: float = _opt(0.0, "Aux-loss-free balancing: after every optimizer step each expert's "
+                                   "routing correction bias moves by this much, up for experts chosen less "
+                                   "than average, down for those chosen more (ERNIE 4.5 used 1e-3); 0 keeps "
+                                   "the biases fixed. Full fine-tuning only: a LoRA adapter does not carry "
+                                   "the biases." + _MOE_ONLY, label="Balancing bias update rate",
+                                   minimum=0, advanced=True)
+    token_balanced_loss: bool = _opt(False, "Multimodal token-balanced loss: each sequence's loss is divided by "
+                                     "its whole length (prompt and answer, text and image tokens) rather than "
+                                     "by the tokens that carry a loss, so sequences with short answers do not "
+                                     "weigh more. SFT only.", label="Token-balanced loss", advanced=True)
+    freeze_router: bool = _opt(False, "Keep the router (gate) weights fixed in full fine-tuning; LoRA never "
+                               "trains the router." + _MOE_ONLY, label="Freeze router", advanced=True)
+    train_experts: str = _opt("all", "Which expert FFNs train: all of them, only the shared experts, or none "
+                              "(attention and dense layers only). With LoRA this chooses where adapters "
+                              "go." + _MOE_ONLY, label="Experts trained", choices=("all", "shared", "none"),
+                              advanced=True)
 
 
 @dataclass
@@ -122,7 +155,7 @@ class OptimSection:
     gradient_accumulation_steps: int = _opt(1, "Batches accumulated into one optimizer step.", minimum=1)
     max_grad_norm: float = _opt(1.0, "Gradient clipping norm; 0 turns clipping off.", minimum=0,
                                 advanced=True)
-    seed: int = _opt(42, "Random seed.", advanced=True)
+    seed: int = _opt(42, "Random seed.", minimum=0, maximum=2**32 - 1, advanced=True)  # numpy's seed range
 
 
 @dataclass
@@ -158,6 +191,7 @@ class RunConfig:
                        choices=("sft", "dpo"))
     finetuning: FinetuningSection = field(default_factory=FinetuningSection)
     dpo: DpoSection = field(default_factory=DpoSection)
+    moe: MoeSection = field(default_factory=MoeSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     precision: str = _opt("fp32", "Training precision; bf16 and fp16 need a GPU.",
@@ -205,7 +239,7 @@ class ConfigError(Exception):
 
 
 # the UI's form groups; a key not listed here is grouped by its first part
-_GROUPS = {"method": "method", "finetuning": "method", "dpo": "method", "precision": "optim"}
+_GROUPS = {"method": "method", "finetuning": "method", "dpo": "method", "precision": "optim", "moe": "moe"}
 
 _TYPE_NAMES = {str: "str", int: "int", float: "float", bool: "bool", list[str]: "list[str]",
                list[DatasetEntry]: "datasets"}
@@ -520,6 +554,20 @@ def _cross_checks(v: dict[str, Any]) -> list[tuple[str, str]]:
             and not re.fullmatch(r"[^\s:]+:\d+", v["devices.master"]):
         out.append(("devices.master", f"devices.master: required as host:port when devices.nnodes > 1, "
                                       f"got {v['devices.master']!r}"))
+    for key in ("moe.aux_loss_coef", "moe.z_loss_coef", "moe.orthogonal_loss_coef"):
+        if have(key) and v[key] < 0 and v[key] != -1:
+            out.append((key, f"{key}: must be -1 (keep the checkpoint's value) or >= 0, got {_num(v[key])}"))
+    if have("moe.bias_update_rate", "finetuning.type") and v["moe.bias_update_rate"] > 0 \
+            and v["finetuning.type"] == "lora":
+        out.append(("moe.bias_update_rate", "moe.bias_update_rate: aux-loss-free balancing updates the routing "
+                                            "biases, which a LoRA adapter does not carry; use finetuning.type "
+                                            "full or set it to 0"))
+    if have("moe.token_balanced_loss", "method") and v["moe.token_balanced_loss"] and v["method"] != "sft":
+        out.append(("moe.token_balanced_loss", f"moe.token_balanced_loss: applies to the SFT loss; method "
+                                               f"{v['method']} has its own"))
+    if have("moe.freeze_router", "finetuning.type") and v["moe.freeze_router"] and v["finetuning.type"] == "lora":
+        out.append(("moe.freeze_router", "moe.freeze_router: LoRA never trains the router; the option is "
+                                         "for finetuning.type full"))
     if have("finetuning.lora.target_modules"):
         modules = v["finetuning.lora.target_modules"]
         if not modules:
@@ -596,8 +644,8 @@ def _apply_overrides(d: dict | None, overrides: Iterable[str]) -> tuple[dict, li
             value: Any = ""
         else:
             try:
-                value = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
+                value = _load_yaml(text)
+            except (yaml.YAMLError, RecursionError) as exc:
                 problems.append((key, f"{key}: the value {text!r} is not valid YAML ({_yaml_reason(exc)})"))
                 continue
             # output.dir=2024 or output.dir=yes mean the text itself, not a number or a boolean
@@ -619,7 +667,38 @@ def _drop_dotted(d: dict, key: str) -> None:
         node = node.get(parts[i])
 
 
-def _yaml_reason(exc: yaml.YAMLError) -> str:
+class _ConfigLoader(yaml.SafeLoader):
+    """`yaml.safe_load` that also refuses a key given twice in one mapping (the later value would
+    silently win) and aliases (a few lines of them can expand into gigabytes)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"aliases (*{event.anchor}) are not allowed in a "
+                                              f"run config; write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if first != key_node.start_mark.line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {first + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_ConfigLoader)
+
+
+def _yaml_reason(exc: yaml.YAMLError | RecursionError) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     if mark is None:
@@ -638,9 +717,11 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict:
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise ConfigError([("", f"cannot read it ({exc.__class__.__name__}: {exc})")], source=name) from None
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError([("", f"YAML syntax error at {_yaml_reason(exc)}")], source=name) from None
+    except RecursionError:
+        raise ConfigError([("", "YAML nested too deeply to read")], source=name) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -97,10 +97,12 @@ class FeatureDataset:
 
 
 class Collator:
-    """Pads a batch on the right; labels of padding are -100."""
+    """Pads a batch on the right; labels of padding are -100. `with_lengths` adds each sequence's
+    unpadded length (for the token-balanced loss)."""
 
-    def __init__(self, pad_id: int):
+    def __init__(self, pad_id: int, with_lengths: bool = False):
         self.pad_id = pad_id
+        self.with_lengths = with_lengths
 
     def __call__(self, batch):
         import paddle
@@ -111,7 +113,10 @@ class Collator:
         for row, item in enumerate(batch):
             input_ids[row, : len(item["input_ids"])] = item["input_ids"]
             labels[row, : len(item["labels"])] = item["labels"]
-        return {"input_ids": paddle.to_tensor(input_ids), "labels": paddle.to_tensor(labels)}
+        batch_out = {"input_ids": paddle.to_tensor(input_ids), "labels": paddle.to_tensor(labels)}
+        if self.with_lengths:
+            batch_out["sequence_lengths"] = paddle.to_tensor([len(item["input_ids"]) for item in batch], dtype="int64")
+        return batch_out
 
 
 class PreferenceCollator:

@@ -14,7 +14,8 @@ Trainer side of the protocol:
   write `stopped` without writing `running`;
 - `write_status(state=RUNNING, started=..., total_steps=...)` once training begins, then `step=` updates;
 - `append_metrics()` once per logging step;
-- after a checkpoint is fully saved, `mark_checkpoint_complete(dir)` (writes the COMPLETE marker last);
+- after a checkpoint is fully saved, `mark_checkpoint_complete(dir)` (writes the COMPLETE marker last),
+  and only then `prune_checkpoints()`, so a complete checkpoint exists at every moment;
 - on SIGTERM or `stop_requested()`: finish the step, save a checkpoint, write `stopped`, exit 0;
 - at the end `completed` (or `failed` with the error), with `ended`.
 Only one process (rank 0) writes status.json and metrics.jsonl.
@@ -26,6 +27,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -124,6 +126,24 @@ def mark_checkpoint_complete(checkpoint_dir: str | os.PathLike[str]) -> None:
     """Written by the trainer after everything else in the checkpoint is saved."""
     _fsync_tree(Path(checkpoint_dir))
     atomic_write_text(Path(checkpoint_dir) / CHECKPOINT_COMPLETE_MARKER, f"{time.time()}\n")
+
+
+def prune_checkpoints(job_dir: str | os.PathLike[str], keep: int) -> list[Path]:
+    """Delete all but the `keep` newest complete checkpoints, and incomplete ones older than the
+    newest complete one (left by a crash); returns the deleted directories."""
+    paths = JobPaths(job_dir)
+    found = sorted((step, entry) for entry in paths.checkpoints.iterdir()
+                   if (step := checkpoint_step(entry)) is not None)
+    whole = sorted(step for step, entry in found if (entry / CHECKPOINT_COMPLETE_MARKER).is_file())
+    if not whole:
+        return []
+    kept = whole[-keep:]
+    doomed = [entry for step, entry in found if step not in kept and (step in whole or step < whole[-1])]
+    for entry in doomed:
+        # The marker goes first: a deletion cut short must not leave a checkpoint that looks whole.
+        (entry / CHECKPOINT_COMPLETE_MARKER).unlink(missing_ok=True)
+        shutil.rmtree(entry, ignore_errors=True)
+    return doomed
 
 
 def _fsync_tree(root: Path) -> None:

@@ -114,7 +114,9 @@ def default_trainer_argv(paths: JobPaths, config: dict, resume: bool) -> list[st
 
 def validate_job_id(job_id: Any) -> str:
     if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
-        raise InvalidJobId(f"invalid job id {job_id!r}: expected YYYYMMDD-HHMMSS-xxxx (e.g. 20261123-011500-ab12)")
+        shown = repr(job_id)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise InvalidJobId(f"invalid job id {shown}: expected YYYYMMDD-HHMMSS-xxxx (e.g. 20261123-011500-ab12)")
     return job_id
 
 

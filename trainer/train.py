@@ -39,16 +39,30 @@ def log(message: str) -> None:
     print(f"[studio] {message}", flush=True)
 
 
-def lora_target_patterns(model, targets: list[str]) -> list[str]:
-    """Regexes for LoRAModel; plain names match a module's last name part. Every target must hit
-    at least one linear layer, or the config is wrong."""
+# Linear layers of the routed and of the shared experts, by parameter name.
+ROUTED_EXPERTS = r".*\.mlp\.experts\..*"
+SHARED_EXPERTS = r".*\.mlp\.shared_experts\..*"
+MOE_COEFFICIENTS = {"aux_loss_coef": "router_aux_loss_coef", "z_loss_coef": "router_z_loss_coef",
+                    "orthogonal_loss_coef": "moe_orthogonal_loss_lambda"}
+
+
+def frozen_experts(cfg: RunConfig) -> list[str]:
+    """Patterns of the expert layers `moe.train_experts` leaves out of training."""
+    return {"all": [], "shared": [ROUTED_EXPERTS], "none": [ROUTED_EXPERTS, SHARED_EXPERTS]}[cfg.moe.train_experts]
+
+
+def lora_target_patterns(model, targets: list[str], exclude: list[str] = ()) -> list[str]:
+    """Regexes for LoRAModel; plain names match a module's last name part. Layers matching an
+    `exclude` pattern get no adapter. Every target must hit at least one linear layer, or the
+    config is wrong."""
     import paddle.nn as nn
 
     linear_names = [name for name, layer in model.named_sublayers() if isinstance(layer, nn.Linear)
-                    and not name.endswith(".gate")]
+                    and not name.endswith(".gate") and not any(re.fullmatch(p, name) for p in exclude)]
     short_names = sorted({name.rsplit(".", 1)[-1] for name in linear_names})
     if "all-linear" in targets:
         targets = [t for t in targets if t != "all-linear"] + short_names
+    skip = "".join(f"(?!{p})" for p in exclude)
     patterns = []
     for target in dict.fromkeys(targets):
         pattern = rf".*\.{re.escape(target)}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", target) else target
@@ -57,13 +71,46 @@ def lora_target_patterns(model, targets: list[str]) -> list[str]:
         except re.error as exc:
             raise ConfigError([("finetuning.lora.target_modules", f"{target!r} is not a valid pattern: {exc}")])
         if not matched:
+            left_out = " (moe.train_experts leaves expert layers without adapters)" if exclude else ""
             raise ConfigError([(
                 "finetuning.lora.target_modules",
-                f"{target!r} matches no linear layer of this model; its linear layers are named "
+                f"{target!r} matches no linear layer of this model{left_out}; its linear layers are named "
                 f"{', '.join(short_names)}",
             )])
-        patterns.append(pattern)
+        patterns.append(f"{skip}(?:{pattern})" if skip else pattern)
     return patterns
+
+
+def moe_overrides(cfg: RunConfig, model_dir: Path) -> dict:
+    """Model-config values the run's `moe` section sets; MoE options on a dense model are refused."""
+    from models.loader import is_moe
+    from trainer.config import field_spec
+
+    if not is_moe(model_dir):
+        changed = [f"moe.{name}" for name in (*MOE_COEFFICIENTS, "bias_update_rate", "freeze_router", "train_experts")
+                   if getattr(cfg.moe, name) != field_spec(f"moe.{name}").default]
+        if changed:
+            raise ConfigError([(key, f"{key}: {model_dir} is a dense model without experts; this option is for "
+                                     f"MoE models") for key in changed])
+        return {}
+    overrides = {ours: getattr(cfg.moe, name) for name, ours in MOE_COEFFICIENTS.items()
+                 if getattr(cfg.moe, name) != -1}
+    if cfg.moe.bias_update_rate > 0:
+        overrides["moe_use_aux_free"] = True  # creates zero correction biases where the checkpoint has none
+    return overrides
+
+
+def freeze_moe_parts(cfg: RunConfig, model) -> None:
+    """Full fine-tuning: keep the router and the experts `moe.train_experts` leaves out fixed."""
+    from models.moe_dispatch import moe_blocks
+
+    frozen = frozen_experts(cfg)
+    for _, block in moe_blocks(model):
+        for parameter in block.gate.parameters() if cfg.moe.freeze_router else []:
+            parameter.stop_gradient = True
+    for name, parameter in model.named_parameters():
+        if any(re.fullmatch(p, name) for p in frozen):
+            parameter.stop_gradient = True
 
 
 def build_model(cfg: RunConfig, model_dir: Path, dtype: str):
@@ -71,11 +118,11 @@ def build_model(cfg: RunConfig, model_dir: Path, dtype: str):
 
     from models.loader import load_model
 
-    model = load_model(model_dir, dtype=dtype)
+    model = load_model(model_dir, dtype=dtype, config_overrides=moe_overrides(cfg, model_dir))
     if cfg.finetuning.type == "lora":
         lora = cfg.finetuning.lora
         lora_config = LoRAConfig(
-            target_modules=lora_target_patterns(model, lora.target_modules),
+            target_modules=lora_target_patterns(model, lora.target_modules, frozen_experts(cfg)),
             r=lora.rank,
             lora_alpha=lora.alpha,
             lora_dropout=lora.dropout,
@@ -86,6 +133,8 @@ def build_model(cfg: RunConfig, model_dir: Path, dtype: str):
         )
         model = LoRAModel(model, lora_config)
         model.mark_only_lora_as_trainable()
+    else:
+        freeze_moe_parts(cfg, model)
     trainable = sum(p.numel().item() for p in model.parameters() if not p.stop_gradient)
     total = sum(p.numel().item() for p in model.parameters())
     log(f"model: {model_dir} ({cfg.finetuning.type}); trainable parameters {trainable:,} of {total:,}")
@@ -127,7 +176,9 @@ def training_arguments(cfg: RunConfig, paths: JobPaths, dtype: str, has_eval: bo
         seed=optim.seed,
         logging_steps=logging.logging_steps,
         save_steps=logging.save_steps,
-        save_total_limit=logging.save_total_limit,
+        # JobCallback deletes old checkpoints once the new one is complete; paddleformers' rotation
+        # runs before that, and with a limit of 1 a crash then left nothing to resume from.
+        save_total_limit=None,
         eval_steps=logging.eval_steps or None,
         evaluation_strategy="steps" if has_eval and logging.eval_steps else "no",
         do_eval=has_eval,
@@ -209,6 +260,12 @@ def studio_trainer_class(method: str = "sft"):
             self.token_counter.add(inputs["input_ids"])
             return super().training_step(model, inputs, *args, **kwargs)
 
+        if method == "sft":
+            def compute_loss(self, model, inputs, return_outputs=False):
+                if "sequence_lengths" not in inputs:
+                    return super().compute_loss(model, inputs, return_outputs=return_outputs)
+                return token_balanced_loss(model, inputs, return_outputs)
+
         if method == "dpo":
             def log(self, logs, **kwargs):
                 # DPOTrainer.log multiplies state.epoch by num_train_epochs (its own datasets count
@@ -225,6 +282,23 @@ def studio_trainer_class(method: str = "sft"):
                 return model
 
     return StudioTrainer
+
+
+def token_balanced_loss(model, inputs: dict, return_outputs: bool = False):
+    """ERNIE 4.5's multimodal token-balanced loss: the summed loss of each sequence's supervised
+    tokens divided by the sequence's whole length, averaged over the batch. (The router losses
+    reach the gate through the MoE layers' own gradient hook, as with the ordinary loss.)"""
+    import paddle
+    import paddle.nn.functional as F
+
+    labels, lengths = inputs["labels"], inputs["sequence_lengths"]
+    outputs = model(input_ids=inputs["input_ids"], return_dict=True)
+    token_loss = F.cross_entropy(outputs.logits.astype("float32"), labels.unsqueeze(-1), ignore_index=-100,
+                                 reduction="none").squeeze(-1)
+    supervised = (labels != -100).astype("float32")
+    per_sequence = (token_loss * supervised).sum(axis=-1) / paddle.clip(lengths.astype("float32"), min=1.0)
+    loss = per_sequence.mean()
+    return (loss, outputs) if return_outputs else loss
 
 
 class FailingCollateGuard:
@@ -322,7 +396,7 @@ def train(cfg: RunConfig, paths: JobPaths, resume: bool, stop) -> str:
         extra = dpo_setup(cfg, model, model_dir, dtype)
         collator = PreferenceCollator(tokenizer, bool(model.config.use_filtered_label_loss))
     else:
-        extra, collator = {}, Collator(tokenizer.pad_token_id)
+        extra, collator = {}, Collator(tokenizer.pad_token_id, with_lengths=cfg.moe.token_balanced_loss)
 
     checkpoint = None
     if resume:
@@ -330,11 +404,13 @@ def train(cfg: RunConfig, paths: JobPaths, resume: bool, stop) -> str:
         if last is None:
             raise RuntimeError(f"--resume: no complete checkpoint in {paths.checkpoints}")
         checkpoint = str(last)
-        _truncate_metrics_after(paths, checkpoint_step(last))
+        if is_main:  # the writer of metrics.jsonl; ranks rewriting it together raced on its temp file
+            _truncate_metrics_after(paths, checkpoint_step(last))
         log(f"resuming from {checkpoint}")
 
     tokens = TokenCounter(tokenizer.pad_token_id)
-    callback = JobCallback(paths.dir, tokens, stop, is_main)
+    callback = JobCallback(paths.dir, tokens, stop, is_main, cfg.logging.save_total_limit,
+                           bias_update_rate=cfg.moe.bias_update_rate, world_size=world_size())
     trainer = studio_trainer_class(cfg.method)(
         model=model,
         args=args,

@@ -113,7 +113,10 @@ def describe(ctx: StudioContext, checkpoint: str, lang: str) -> str:
     client = ctx.models.client(checkpoint)
     if client is None:
         return t("msg-chat-not-loaded", lang)
-    card = client.model_card()
+    try:
+        card = client.model_card()
+    except ChatError as exc:  # the server died since the liveness check
+        return t("msg-chat-failed", lang, error=str(exc))
     return t("msg-chat-loaded", lang, context=card.get("max_model_len", "?"),
              thinking=t("msg-chat-yes" if card.get("thinking") else "msg-chat-no", lang))
 
@@ -121,6 +124,10 @@ def describe(ctx: StudioContext, checkpoint: str, lang: str) -> str:
 def load(ctx: StudioContext, checkpoint: str, lang: str):
     if not checkpoint:
         yield t("msg-chat-pick", lang)
+        return
+    # only what the list offers: a model server must not be pointed at any path a request names
+    if checkpoint not in {c.value for c in list_checkpoints(ctx.store, ctx.workdir)}:
+        yield t("msg-chat-load-failed", lang, error=f"{checkpoint[:80]!r} is not a checkpoint of this studio")
         return
     yield t("msg-chat-loading", lang)
     try:

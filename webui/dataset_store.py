@@ -35,7 +35,7 @@ from trainer.jobfiles import atomic_write_json
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASET_ID_RE = re.compile(r"[0-9a-f]{16}")
 TOKEN_COUNT_TIMEOUT_S = 1800
-_NAME_MAX = 120
+_NAME_MAX = 120  # bytes of UTF-8: file systems limit names to 255 bytes, and CJK takes 3 a character
 _BUSY_TIMEOUT_S = 10
 
 _MIGRATIONS: list[list[str]] = [
@@ -92,7 +92,7 @@ def sanitise_name(name: str) -> str:
         raise DatasetError(f"{base or name!r}: unsupported file type {ext or '(no extension)'}; "
                            f"upload {', '.join(SUPPORTED_EXTENSIONS)}")
     stem = re.sub(r"[^\w.\-]+", "_", stem).strip("._-") or "data"
-    return stem[: _NAME_MAX - len(ext)] + ext
+    return stem.encode()[: _NAME_MAX - len(ext)].decode(errors="ignore") + ext
 
 
 def human_size(n: float) -> str:
@@ -158,6 +158,8 @@ class DatasetStore:
         """Copy an uploaded file into the store, validate it and record it; the same content uploaded
         again returns the dataset already stored."""
         name = sanitise_name(original_name)
+        if os.path.islink(source):
+            raise DatasetError(f"{name}: a symbolic link is not an upload; upload the file itself")
         size = os.path.getsize(source)
         if size > self.max_bytes:
             raise DatasetError(f"{name}: {human_size(size)} is over the upload limit of {human_size(self.max_bytes)} "
@@ -184,17 +186,22 @@ class DatasetStore:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        meta = check_file(directory / name)
-        meta.update(name=name, size=size, tokens={})
-        atomic_write_json(directory / "meta.json", meta)
-        with self._db() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO datasets (id, name, file, size, created, format, kind, rows_total, "
-                "rows_valid, rows_invalid, ok, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (dataset_id, name, name, size, time.time(), meta.get("format"), meta.get("kind"),
-                 meta.get("rows_total", 0), meta.get("rows_valid", 0), meta.get("rows_invalid", 0),
-                 int(bool(meta.get("ok"))), meta.get("error")),
-            )
+        try:
+            meta = check_file(directory / name)
+            meta.update(name=name, size=size, tokens={})
+            atomic_write_json(directory / "meta.json", meta)
+            with self._db() as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO datasets (id, name, file, size, created, format, kind, rows_total, "
+                    "rows_valid, rows_invalid, ok, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (dataset_id, name, name, size, time.time(), meta.get("format"), meta.get("kind"),
+                     meta.get("rows_total", 0), meta.get("rows_valid", 0), meta.get("rows_invalid", 0),
+                     int(bool(meta.get("ok"))), meta.get("error")),
+                )
+        except BaseException:
+            # a check that dies (out of memory, interrupted) leaves no directory without a record
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
         return self.get(dataset_id)
 
     # -- read -----------------------------------------------------------------------------------

@@ -75,12 +75,15 @@ class ExportRunner:
                        self.store.workdir / "models"):
             if _is_within(out, inside):
                 raise ExportError(f"{out} is inside {inside}; choose a directory of its own for the export")
-        if out.exists():
-            if not out.is_dir():
-                raise ExportError(f"{out} exists and is not a directory")
-            if any(out.iterdir()) and not (out / "config.json").is_file():
-                raise ExportError(f"{out} is not empty and is not an earlier export; the export replaces "
-                                  f"its directory, so choose a new or empty one")
+        try:
+            if out.exists():
+                if not out.is_dir():
+                    raise ExportError(f"{out} exists and is not a directory")
+                if any(out.iterdir()) and not (out / "config.json").is_file():
+                    raise ExportError(f"{out} is not empty and is not an earlier export; the export replaces "
+                                      f"its directory, so choose a new or empty one")
+        except OSError as e:  # a name too long, a directory we may not read
+            raise ExportError(f"cannot use {text[:80]!r} as the export directory: {e.strerror}") from None
         return out
 
     def start(self, job_id: str, out_text: str = "") -> Path:

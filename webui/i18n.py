@@ -58,6 +58,19 @@ FIELD_ZH: dict[str, tuple[str, str]] = {
     "finetuning.lora.rslora": ("rsLoRA", "秩稳定的 LoRA 缩放（alpha / sqrt(r)）。"),
     "dpo.beta": ("DPO beta", "DPO 的 beta：策略可以偏离参考模型多远。"),
     "dpo.loss_type": ("DPO 损失", "DPO 损失函数。"),
+    "moe.aux_loss_coef": ("负载均衡损失", "路由负载均衡损失的权重；-1 保留检查点中的值，0 表示关闭。仅适用于 MoE 模型。"),
+    "moe.z_loss_coef": ("路由 z 损失", "路由 z 损失的权重（使门控 logits 保持较小）；-1 保留检查点中的值，0 表示关闭。"
+                                     "仅适用于 MoE 模型。"),
+    "moe.orthogonal_loss_coef": ("路由正交损失", "路由正交损失的权重（使各专家的门控向量彼此分开）；-1 保留检查点中的值，"
+                                             "0 表示关闭。仅适用于 MoE 模型。"),
+    "moe.bias_update_rate": ("均衡偏置更新率", "无辅助损失负载均衡：每次优化器更新后，每个专家的路由校正偏置按此幅度调整，"
+                                         "被选中少于平均的专家上调，多于平均的下调（ERNIE 4.5 使用 1e-3）；0 表示偏置不变。"
+                                         "仅限全参数微调：LoRA 适配器不包含这些偏置。仅适用于 MoE 模型。"),
+    "moe.token_balanced_loss": ("令牌平衡损失", "多模态令牌平衡损失：每条序列的损失除以其总长度（提示与回答、文本与图像"
+                                            "令牌），而不是带损失的令牌数，使回答较短的序列不会占更大权重。仅适用于 SFT。"),
+    "moe.freeze_router": ("冻结路由", "全参数微调时保持路由（门控）权重不变；LoRA 从不训练路由。仅适用于 MoE 模型。"),
+    "moe.train_experts": ("训练的专家", "哪些专家 FFN 参与训练：全部、仅共享专家，或都不训练（只训练注意力和稠密层）。"
+                                      "使用 LoRA 时决定适配器加在哪里。仅适用于 MoE 模型。"),
     "data.train": ("训练数据", "训练文件，按概率混合。"),
     "data.eval": ("评估数据", "评估文件（可选）。"),
     "data.eval_split": ("评估集比例", "未提供评估文件时，从训练数据中留出用于评估的比例。"),
@@ -92,6 +105,7 @@ FIELD_ZH: dict[str, tuple[str, str]] = {
 _GROUPS = {
     "model": ("Model", "模型"),
     "method": ("Method", "训练方法"),
+    "moe": ("Mixture of experts", "混合专家"),
     "data": ("Data", "数据"),
     "optim": ("Optimisation", "优化"),
     "logging": ("Checkpoints and logging", "检查点与日志"),

@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from trainer.jobfiles import FAILED, STOPPED
-from trainer.jobs import Job, JobError, JobNotFound, job_devices
+from trainer.jobs import Job, JobError, job_devices
 from webui import monitor
 from webui.context import StudioContext
 from webui.i18n import t
@@ -203,7 +203,7 @@ def render(ctx: StudioContext, job_id: str | None, watch: dict | None, lang: str
     last render in this session."""
     try:
         job = ctx.store.get_job(job_id) if job_id else None
-    except JobNotFound:
+    except JobError:  # gone, or an id no job can have
         job = None
     fresh = watch is None or watch.get("job") != (job.id if job else None) or watch.get("lang") != lang
     if fresh:
@@ -315,7 +315,7 @@ def connect(ctx: StudioContext, tab: JobsTab, lang: gr.Radio) -> gr.State:
         return [table, choices, sig, *render(ctx, chosen, watch, lang_value)]
 
     tab.timer.tick(tick, [tab.select, tab.watch, table_sig, lang], [tab.table, tab.select, table_sig, *outputs],
-                   show_progress="hidden", concurrency_limit=None)
+                   show_progress="hidden", concurrency_limit=None, api_name="tick")  # bench/load_watch.py calls it
     tab.select.change(lambda j, lg: render(ctx, j, None, lg), [tab.select, lang], outputs, show_progress="hidden")
     tab.stop.click(lambda j, lg: stop(ctx, j, lg), [tab.select, lang], tab.action_status)
     tab.resume.click(lambda j, lg: resume(ctx, j, lg), [tab.select, lang], tab.action_status)

@@ -19,8 +19,9 @@ from typing import Any
 import gradio as gr
 import yaml
 
-from models.registry import MODELS
-from trainer.config import ConfigError, command_preview, from_dict, read_yaml_mapping, to_dict, to_yaml
+from models.registry import MODELS, has_experts
+from trainer.config import ConfigError, command_preview, from_dict, read_yaml_mapping, to_dict, to_yaml, \
+    write_text_atomic
 from trainer.erniekit_import import import_erniekit
 from webui.context import StudioContext
 from webui.form import BY_KEY, FIELDS, GROUPS, MODEL_KEY, Form, build_fields, build_group, config_from_values, \
@@ -129,9 +130,14 @@ def model_info_text(model: str, lang: str) -> str:
 
 
 def apply_preset(form: Form, model: str, preset: str | None, lang: str) -> list:
+    """Set the preset's values; a preset decides the whole `moe` section (keys it leaves out go back
+    to their defaults), so MoE settings of an earlier model's preset never stick to a dense one."""
     spec = MODELS.get((model or "").strip())
     values = (spec.presets.get(preset) if spec and preset else None) or {}
-    updates = [to_widget(BY_KEY[key], values[key], lang) if key in values else gr.skip() for key in form.keys]
+    moe_defaults = {key: BY_KEY[key].default for key in form.keys if key.startswith("moe.")} if values else {}
+    updates = [to_widget(BY_KEY[key], values[key], lang) if key in values
+               else to_widget(BY_KEY[key], moe_defaults[key], lang) if key in moe_defaults
+               else gr.skip() for key in form.keys]
     changes = ", ".join(f"{k}={v}" for k, v in values.items())
     message = t("msg-train-preset-applied", lang, preset=preset, changes=changes) if values else \
         t("msg-train-no-presets", lang)
@@ -260,8 +266,10 @@ def save_yaml(ctx: StudioContext, form: Form, values: list, name: str, lang: str
     directory = ctx.workdir / "configs"
     directory.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^\w.\-]+", "_", (name or "").strip()).strip("._-") or time.strftime("run-%Y%m%d-%H%M%S")
+    # file names are limited to 255 bytes, and the atomic write's temporary name is longer still
+    stem = stem.encode()[:120].decode(errors="ignore")
     path = directory / f"{stem}.yaml"
-    path.write_text(text, encoding="utf-8")
+    write_text_atomic(path, text)
     message = t("msg-train-saved", lang, file=path.name)
     if problems:
         message += "\n\n" + "\n".join(f"- {m}" for _, m in problems)
@@ -321,8 +329,9 @@ def connect(ctx: StudioContext, tab: TrainTab, lang: gr.Radio) -> None:
           trigger_mode="always_last", show_progress="hidden")
 
     model = form.widgets[MODEL_KEY]
-    model.change(lambda m, lg: (gr.update(choices=_presets(m), value=_default_preset(m)), model_info_text(m, lg)),
-                 [model, lang], [tab.preset, tab.model_info], show_progress="hidden")
+    model.change(lambda m, lg: (gr.update(choices=_presets(m), value=_default_preset(m)), model_info_text(m, lg),
+                                gr.update(visible=has_experts(m))),
+                 [model, lang], [tab.preset, tab.model_info, form.accordions["moe"]], show_progress="hidden")
     tab.apply_preset.click(lambda m, p, lg: apply_preset(form, m, p, lg), [model, tab.preset, lang],
                            [*form.inputs, tab.io_status])
 

@@ -154,14 +154,26 @@ class _Row:
 
     def string(self, value: object, name: str) -> str | None:
         if isinstance(value, str):
-            return value
+            return value if self.unicode(value, name) else None
         self.issue(name, f"expected a string, got {_describe(value)}")
         return None
+
+    def unicode(self, text: str, name: str) -> bool:
+        """JSON escapes can spell unpaired surrogates ("\\ud800"), which no tokenizer can encode."""
+        if text.isascii():
+            return True
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            self.issue(name, f"unpaired surrogate \\u{ord(text[e.start]):04x} at character {e.start + 1}: "
+                             f"not valid Unicode text")
+            return False
+        return True
 
     def strings(self, value: object, name: str) -> list[str] | None:
         """A string or a list of strings, as a list."""
         if isinstance(value, str):
-            return [value]
+            return [value] if self.unicode(value, name) else None
         if not isinstance(value, list):
             self.issue(name, f"expected a string or a list of strings, got {_describe(value)}")
             return None
@@ -169,6 +181,8 @@ class _Row:
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 self.issue(f"{name}[{i}]", f"expected a string, got {_describe(item)}")
+                ok = False
+            elif not self.unicode(item, f"{name}[{i}]"):
                 ok = False
         return value if ok else None
 

@@ -17,7 +17,8 @@ Accepted shapes:
 - .csv: a header row, then one record per row; cells of structured columns (`messages`,
   `src`, `label`, ...) that hold JSON are decoded (see `_STRUCTURED_CELLS`).
 - .parquet: one record per row; string cells of structured columns are decoded like CSV's.
-All text is UTF-8; a leading UTF-8 byte order mark is accepted.
+All text is UTF-8; a leading UTF-8 byte order mark is accepted. A UTF-16 byte order mark or a NUL
+byte (UTF-16 without a mark, or a binary file) is refused as not UTF-8 text.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SUPPORTED_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
 WRAPPER_KEYS = ("data", "rows", "records", "examples", "instances", "items", "train")
 
 _BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _CHUNK = 1 << 16
 _WHITESPACE = " \t\n\r"
 
@@ -116,6 +118,11 @@ def iter_records(path: str | os.PathLike) -> Iterator[Record]:
         raise ReadError(path, "not a regular file")
     if os.path.getsize(path) == 0:
         raise ReadError(path, "file is empty")
+    if reader is not _iter_parquet:
+        with open(path, "rb") as f:
+            if f.read(2) in _UTF16_BOMS:
+                raise ReadError(path, "the file is UTF-16 (it starts with a UTF-16 byte order mark), not UTF-8; "
+                                      "re-save it as UTF-8", 1)
     return reader(path)
 
 
@@ -133,7 +140,15 @@ def _utf8_error(path: str, position: int, byte: int) -> ReadError:
                            f"re-save the file as UTF-8", line)
 
 
-def _decode_line(path: str, raw: bytes, offset: int) -> str:
+def _nul_error(path: str, line: int) -> ReadError:
+    # Valid in UTF-8 but never in JSON or CSV text: this is UTF-16 without a byte order mark, or binary.
+    return ReadError(path, f"NUL byte at line {line}: the file looks like UTF-16 or binary data, not UTF-8 "
+                           f"text; re-save it as UTF-8", line)
+
+
+def _decode_line(path: str, raw: bytes, offset: int, line: int) -> str:
+    if b"\0" in raw:
+        raise _nul_error(path, line)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -150,7 +165,7 @@ def _text_lines(path: str) -> Iterator[tuple[int, str]]:
             if number == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM):]
                 start += len(_BOM)
-            yield number, _decode_line(path, raw, start)
+            yield number, _decode_line(path, raw, start, number)
 
 
 def _iter_jsonl(path: str) -> Iterator[Record]:
@@ -216,6 +231,9 @@ class _JsonStream:
             if text.startswith("\ufeff"):
                 text = text[1:]
         self.buf += text
+        nul = self.buf.find("\0", len(self.buf) - len(text))
+        if nul >= 0:
+            raise _nul_error(self.path, self.location(nul)[0])
         return not self.eof or bool(text)
 
     def advance(self, new_pos: int) -> None:
@@ -258,6 +276,7 @@ class _JsonStream:
         self.peek()
         decode = _DECODER.raw_decode
         while True:
+            base = self.base
             try:
                 value, end = decode(self.buf, self.pos)
             except json.JSONDecodeError as e:
@@ -265,14 +284,15 @@ class _JsonStream:
                 # Grow geometrically so a very large value is not re-parsed once per small chunk.
                 if truncated and self.fill(len(self.buf)):
                     continue
-                raise self.fail(e.msg, e.pos) from None
+                # a fill that found the end of the file still dropped the consumed text before the value
+                raise self.fail(e.msg, e.pos - (self.base - base)) from None
             except (ValueError, RecursionError) as e:
                 raise self.fail(f"cannot decode the JSON value: {_decode_failure(e)}") from None
             if end >= len(self.buf) and self.fill(len(self.buf)):
                 # A number or literal touching the end of the window may continue in the next chunk.
                 continue
             line = self.line
-            self.advance(end)
+            self.advance(end - (self.base - base))
             return line, value
 
 
@@ -404,6 +424,9 @@ def _iter_csv(path: str) -> Iterator[Record]:
         header = [name.strip() for name in header]
         if not any(header):
             raise ReadError(path, "the CSV header row (line 1) is empty", 1)
+        twice = next((name for i, name in enumerate(header) if name and name in header[:i]), None)
+        if twice is not None:
+            raise ReadError(path, f"the CSV header row (line 1) names column {twice!r} twice", 1)
         previous = reader.line_num
         seen = False
         while True:

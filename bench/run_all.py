@@ -1,0 +1,247 @@
+"""`make bench`: run every benchmark in bench/, collect their figures, write the results table.
+
+Each bench/*.py (but this one) runs in its own subprocess from the repository root, its output
+shown as it comes; its last stdout line is one JSON object with its figures, its own target(s)
+and ratios against a baseline it measured in the same run. This script records the machine and
+the library versions next to them in bench/results.json, renders bench/results.md (one row per
+figure: value, baseline, ratio, target, pass/fail) and, with --readme, puts the same table into
+README.md between the bench:start and bench:end markers of its Performance section.
+
+TABLE below only says which figures of each bench's JSON make its rows and which way its
+targets point; the target values stay in the bench scripts.
+
+Run: .venv/bin/python bench/run_all.py [--only NAME ...] [--readme] [--no-run]
+With --only, the other benches keep their figures from the previous results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS_JSON = BENCH / "results.json"
+RESULTS_MD = BENCH / "results.md"
+README = REPO / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+PACKAGES = ("paddlepaddle", "paddleformers", "gradio", "numpy", "pandas")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: dotted keys into a bench's figures. `target` names the bound in the JSON and
+    `checks` whether it bounds the "ratio" or the "value"; `op` is the direction of the bound."""
+
+    figure: str
+    value: str
+    baseline: str | None = None
+    ratio: str | None = None
+    target: str | None = None
+    op: str = "<="
+    checks: str = "ratio"
+
+
+TABLE = {
+    "train_throughput": [
+        Row("tokens/s: `trainer run` / bare paddleformers Trainer", "studio_tokens_per_s", "bare_tokens_per_s",
+            "ratio", "target", ">="),
+    ],
+    "moe_dispatch": [
+        Row("training step s: portable MoE / dense FFN of the same activated width", "moe_step_s",
+            "dense_step_s", "moe_over_dense", "target", "<="),
+        Row("training step s: naive per-token expert loop / portable MoE", "naive_step_s", "moe_step_s",
+            "naive_over_moe"),
+    ],
+    "chat_latency": [
+        Row(f"decode tokens/s, {label} prompt: KV cache / full recomputation", f"{label}.cache_tokens_per_s",
+            f"{label}.no_cache_tokens_per_s", f"{label}.speedup_tokens_per_s", "target", ">=")
+        for label in ("short", "long")
+    ],
+    "ui_startup": [
+        Row("s to the first HTTP 200: `app.py` / bare Gradio Blocks", "studio_s", "bare_s", "ratio", "target", "<="),
+    ],
+    "data_validation": [
+        Row("MB/s on an alpaca JSONL: `data check` / `pandas.read_json`", "ours_mb_per_s", "pandas_mb_per_s",
+            "throughput_ratio", "target.throughput_ratio", ">="),
+        Row("peak RSS MB: `data check` / `pandas.read_json`", "ours_peak_rss_mb", "pandas_peak_rss_mb",
+            "memory_ratio", "target.memory_ratio", "<="),
+    ],
+    "ui_cpu_share": [
+        Row("`app.py` CPU, cores busy: 3 jobs training + 2 pages watching / idle", "load_share", "idle_share",
+            "ratio", "target.share", "<=", "value"),
+        Row("`app.py` CPU, share of the machine: the same", "machine_share", "idle_machine_share"),
+    ],
+    "load_watch": [
+        Row("Jobs monitor `/tick` p95 ms: 20 clients / 1 client, job training", "p95_ms", "baseline_p95_ms",
+            "ratio", "target.p95_ms", "<", "value"),
+        Row("Jobs monitor `/tick` p50 ms: 20 clients / 1 client", "p50_ms", "baseline_p50_ms"),
+        Row("Jobs monitor `/tick` errors, 20 clients", "errors", None, None, "target.errors", "<=", "value"),
+    ],
+}
+
+OPS = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b}
+SIGNS = {"<=": "≤", "<": "<", ">=": "≥"}
+
+
+def bench_scripts() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(BENCH.glob("*.py")) if p.name != Path(__file__).name}
+
+
+def machine() -> dict:
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    os_name = platform.platform()
+    try:
+        release = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
+        os_name = f"{release.get('PRETTY_NAME', '').strip(chr(34))} ({platform.platform()})"
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "os": os_name}
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def run_bench(name: str, script: Path) -> dict:
+    """Run one script, echoing its output; its figures, or {"error": ...} when it failed."""
+    print(f"== {name}", flush=True)
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), stdin=subprocess.DEVNULL)
+    last = ""
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        if line.strip():
+            last = line.strip()
+    code = proc.wait()
+    print(f"== {name}: {time.perf_counter() - started:.0f} s, exit status {code}", flush=True)
+    if code != 0:
+        return {"error": f"exit status {code}"}
+    try:
+        figures = json.loads(last)
+    except json.JSONDecodeError:
+        return {"error": f"the last line is not JSON: {last[:200]}"}
+    return figures if isinstance(figures, dict) else {"error": f"the last line is not a JSON object: {last[:200]}"}
+
+
+def lookup(figures: dict, key: str | None):
+    """figures["a"]["b"] for key "a.b"; None when the key is None or missing."""
+    if key is None:
+        return None
+    value = figures
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def table_rows(name: str, figures: dict) -> list[list[str]]:
+    if "error" in figures:
+        return [[name, "the bench failed", figures["error"], "", "", "", "FAIL"]]
+    rows = []
+    for row in TABLE.get(name, []):
+        value, ratio = lookup(figures, row.value), lookup(figures, row.ratio)
+        bound = lookup(figures, row.target)
+        target, verdict = "—", "—"
+        if isinstance(bound, (int, float)):
+            target = f"{row.checks} {SIGNS[row.op]} {fmt(bound)}"
+            checked = ratio if row.checks == "ratio" else value
+            if isinstance(checked, (int, float)):
+                verdict = "pass" if OPS[row.op](checked, bound) else "FAIL"
+        rows.append([name, row.figure, fmt(value), fmt(lookup(figures, row.baseline)), fmt(ratio), target, verdict])
+    return rows or [[name, "(no rows defined in bench/run_all.py TABLE; see results.json)", "", "", "", "", "—"]]
+
+
+def markdown(results: dict) -> str:
+    m, v = results["machine"], results["versions"]
+    lines = [
+        f"Measured {results['generated']} on {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM, {m['os']}; "
+        + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        "",
+        "| bench | figure | value | baseline | ratio | target | pass |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for name, figures in results["benches"].items():
+        lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(name, figures)]
+    return "\n".join(lines) + "\n"
+
+
+def rewrite_readme(body: str) -> None:
+    text = README.read_text(encoding="utf-8")
+    start, end = text.find(START), text.find(END)
+    if start < 0 or end < start:
+        raise SystemExit(f"README.md has no {START} ... {END} markers in its Performance section")
+    README.write_text(text[: start + len(START)] + "\n" + body + text[end:], encoding="utf-8")
+
+
+def main() -> int:
+    scripts = bench_scripts()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(scripts), metavar="NAME",
+                        help=f"run only these benches ({', '.join(scripts)})")
+    parser.add_argument("--readme", action="store_true", help="rewrite README.md's Performance table too")
+    parser.add_argument("--no-run", action="store_true", help="run nothing; render results.json again")
+    args = parser.parse_args()
+
+    previous = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {"benches": {}}
+    if args.no_run:
+        results = previous
+    else:
+        benches = dict(previous["benches"]) if args.only else {}
+        for name in args.only or scripts:
+            benches[name] = run_bench(name, scripts[name])
+        # benches in file order, so a partial run does not reorder the table
+        ordered = {name: benches[name] for name in scripts if name in benches}
+        results = {"machine": machine(), "versions": versions(), "benches": ordered,
+                   "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        RESULTS_JSON.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    body = markdown(results)
+    RESULTS_MD.write_text("# Benchmark results\n\nWritten by `make bench` (bench/run_all.py).\n\n" + body)
+    if args.readme:
+        rewrite_readme(body)
+    print()
+    print(body)
+    failed = [name for name, figures in results["benches"].items() if "error" in figures]
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
