@@ -238,6 +238,23 @@ def test_two_tabs_keep_their_own_form(browser, studio):
     context.close()
 
 
+def test_moe_options_are_in_the_form_for_moe_models_only(browser, studio):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    open_studio(pg, studio)
+    go(pg, "Train")
+    group = pg.locator("#group-moe")
+    assert group.is_visible(), "the default model is an MoE model"
+    group.get_by_text("Mixture of experts", exact=True).first.click()
+    pg.locator("#group-moe-advanced").get_by_text("Mixture of experts: advanced").first.click()
+    choose(pg, "cfg-moe-train_experts", "shared")
+    wait_text(pg, "#train-config_yaml", "train_experts: shared")
+    shot(pg, "15-moe-options")
+    choose(pg, "cfg-model-name_or_path", "ernie-4.5-tiny-dense")
+    group.wait_for(state="hidden")
+    context.close()
+
+
 # -- a job, watched ----------------------------------------------------------------------------------
 
 def test_sft_lora_job_is_watched_live_and_a_reload_shows_it_again(page, browser, studio):
