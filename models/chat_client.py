@@ -121,7 +121,8 @@ class ChatClient:
                                 choice.get("finish_reason"))
         except httpx.HTTPError as exc:
             raise ChatError(f"lost the model server at {self.base_url}: {exc}") from exc
-        raise ChatError(f"the model server at {self.base_url} ended the stream without [DONE]")
+        raise ChatError(f"the model server at {self.base_url} stopped in the middle of the reply (it may have "
+                        f"crashed; its log says why)")
 
     def complete(self, messages: list[dict], **params) -> Reply:
         reply = Reply()
