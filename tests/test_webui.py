@@ -458,6 +458,20 @@ def test_token_statistics_come_from_the_trainer_subprocess(workdir, tiny_moe_dir
         count_tokens(store, stored, "/no/such/model", 32)
 
 
+def test_the_same_file_uploaded_twice_at_once_is_stored_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from webui.dataset_store import DatasetStore
+
+    store = DatasetStore(tmp_path / "studio", max_bytes=2**30)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: store.add(SAMPLE_SFT, f"copy{i}.jsonl"), range(4)))
+    assert len({d.id for d in results}) == 1 and len(store.list()) == 1
+    stored = store.list()[0]
+    assert stored.path.read_bytes() == SAMPLE_SFT.read_bytes() and stored.ok
+    assert sorted(p.name for p in stored.path.parent.iterdir()) == sorted([stored.path.name, "meta.json"])
+
+
 # -- jobs and export ---------------------------------------------------------------------------------
 
 def test_monitor_reads_only_what_was_appended(ctx):

@@ -9,6 +9,7 @@ counted them. Nothing here imports gradio or paddle.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -176,16 +177,32 @@ class DatasetStore:
                     digest.update(chunk)
                     out.write(chunk)
             dataset_id = digest.hexdigest()[:16]
-            existing = self.find(dataset_id)
-            if existing is not None:
-                return existing
-            directory = self.root / dataset_id
-            shutil.rmtree(directory, ignore_errors=True)
-            directory.mkdir()
-            os.replace(tmp, directory / name)
+            # the same content uploaded twice at once: the second waits and finds the first's record
+            # (the lock is the store directory's own, so it leaves no file behind)
+            with self._exclusive():
+                existing = self.find(dataset_id)
+                if existing is not None:
+                    return existing
+                directory = self.root / dataset_id
+                shutil.rmtree(directory, ignore_errors=True)
+                directory.mkdir()
+                os.replace(tmp, directory / name)
+                self._check_and_record(dataset_id, directory, name, size)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        return self.get(dataset_id)
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _check_and_record(self, dataset_id: str, directory: Path, name: str, size: int) -> None:
         try:
             meta = check_file(directory / name)
             meta.update(name=name, size=size, tokens={})
@@ -202,7 +219,6 @@ class DatasetStore:
             # a check that dies (out of memory, interrupted) leaves no directory without a record
             shutil.rmtree(directory, ignore_errors=True)
             raise
-        return self.get(dataset_id)
 
     # -- read -----------------------------------------------------------------------------------
 
