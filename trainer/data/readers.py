@@ -303,6 +303,9 @@ def _decode_failure(e: Exception) -> str:
     """What json raised besides a syntax error: deep nesting or an integer too long to convert."""
     if isinstance(e, RecursionError):
         return "nested too deeply"
+    digits = re.search(r"value has (\d+) digits", str(e))
+    if digits:
+        return f"an integer of {digits.group(1)} digits; at most {sys.get_int_max_str_digits()} can be read"
     return str(e)
 
 
