@@ -112,7 +112,8 @@ def loss_steps(job_dir: Path) -> list[int]:
 @pytest.mark.timeout(300)
 def test_trainer_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(tmp_path, tiny_moe_dir):
     # Keeping one checkpoint is the hard case: the old one may only go once the new one is complete.
-    config = quick_config(tiny_moe_dir, **{"optim.max_steps": 16, "logging.save_steps": 2,
+    # 40 steps: saves take ~20 ms, so the polling below gets many chances even on a busy machine
+    config = quick_config(tiny_moe_dir, **{"optim.max_steps": 40, "logging.save_steps": 2,
                                            "logging.save_total_limit": 1})
     job_dir = tmp_path / "killed-mid-save"
     paths = JobPaths(job_dir)
@@ -151,9 +152,9 @@ def test_trainer_killed_while_writing_a_checkpoint_resumes_from_the_previous_one
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"resuming from {paths.checkpoint_dir(killed - 2)}" in paths.log.read_text()
     status = read_status(job_dir)
-    assert status["state"] == COMPLETED and status["step"] == 16 and status["error"] is None
-    assert loss_steps(job_dir) == list(range(1, 17)), "every step logged once, none lost, none repeated"
-    assert checkpoints(paths) == [(16, True)], "the half-written checkpoint was redone, then replaced"
+    assert status["state"] == COMPLETED and status["step"] == 40 and status["error"] is None
+    assert loss_steps(job_dir) == list(range(1, 41)), "every step logged once, none lost, none repeated"
+    assert checkpoints(paths) == [(40, True)], "the half-written checkpoint was redone, then replaced"
 
 
 @pytest.mark.timeout(420)

@@ -78,13 +78,12 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
             return [*train_tab.fill_form(ctx, train.form, mapping, lang_value), gr.Tabs(selected="train"),
                     t("msg-train-cloned", lang_value, id=job_id), gr.skip()]
 
-        jobs.clone.click(clone, [jobs.select, lang], [*train.fill_outputs(), tabs, train.io_status, jobs.action_status])
+        jobs.clone.click(clone, [jobs.select, lang], [*train.fill_outputs(), tabs, train.io_status, jobs.action_status]) \
+            .then(*train.preview_event(ctx, lang), show_progress="hidden")
 
         # A language switch relabels every catalogued component and re-renders what handlers wrote.
         lang.change(T.updates, lang, T.components, show_progress="hidden") \
-            .then(lambda *v: train_tab.preview(ctx, train.form, list(v[:-2]), v[-2], v[-1]),
-                  [*train.form.inputs, lang, train.shown_errors], [train.command, train.config_yaml,
-                                                                    *train.mark_outputs()]) \
+            .then(*train.preview_event(ctx, lang)) \
             .then(lambda d, lg: data_tab.show_dataset(ctx, d, lg), [data.select, lang], data.report_outputs()) \
             .then(lambda d, lg: data_tab.refresh_list(ctx, d, lg), [data.select, lang], data_tab.list_outputs(data)) \
             .then(lambda m, lg: train_tab.model_info_text(m, lg), [train.form.widgets[train_tab.MODEL_KEY], lang],

@@ -57,6 +57,14 @@ class TrainTab:
         """The dataset tables (data.train, data.eval): their headers are part of their value."""
         return [self.form.widgets[spec.key] for spec in FIELDS if spec.type == "datasets"]
 
+    def preview_event(self, ctx: StudioContext, lang: gr.Radio) -> tuple:
+        """(fn, inputs, outputs) that redraw the preview from the form as it now is: chained with
+        `.then` after a handler fills the whole form, whose many change events can otherwise leave
+        the preview one state behind."""
+        form = self.form
+        return (lambda *v: preview(ctx, form, list(v[:-2]), v[-2], v[-1]), [*form.inputs, lang, self.shown_errors],
+                [self.command, self.config_yaml, *self.mark_outputs()])
+
     def fill_outputs(self) -> list:
         """What `fill_form` returns values for: every widget, then the marks."""
         return [*self.form.inputs, *self.mark_outputs()]
@@ -324,21 +332,23 @@ def connect(ctx: StudioContext, tab: TrainTab, lang: gr.Radio) -> None:
                 gr.update(visible=visibility({c: value})[d]) for d in deps],
             form.widgets[controller], [form.boxes[d] for d in dependents], show_progress="hidden", queue=False)
 
-    gr.on([w.change for w in form.inputs], lambda *v: preview(ctx, form, list(v[:-2]), v[-2], v[-1]),
-          [*form.inputs, lang, tab.shown_errors], [tab.command, tab.config_yaml, *tab.mark_outputs()],
-          trigger_mode="always_last", show_progress="hidden")
+    gr.on([w.change for w in form.inputs], *tab.preview_event(ctx, lang), trigger_mode="always_last",
+          show_progress="hidden")
 
     model = form.widgets[MODEL_KEY]
     model.change(lambda m, lg: (gr.update(choices=_presets(m), value=_default_preset(m)), model_info_text(m, lg),
                                 gr.update(visible=has_experts(m))),
                  [model, lang], [tab.preset, tab.model_info, form.accordions["moe"]], show_progress="hidden")
     tab.apply_preset.click(lambda m, p, lg: apply_preset(form, m, p, lg), [model, tab.preset, lang],
-                           [*form.inputs, tab.io_status])
+                           [*form.inputs, tab.io_status]) \
+        .then(*tab.preview_event(ctx, lang), show_progress="hidden")
 
     tab.save.click(lambda *v: save_yaml(ctx, form, list(v[:-2]), v[-2], v[-1]),
                    [*form.inputs, tab.job_name, lang], [tab.saved, tab.io_status])
-    tab.load.upload(lambda p, lg: load_yaml(ctx, form, p, lg), [tab.load, lang], [*fill, tab.io_status])
-    tab.importer.upload(lambda p, lg: import_yaml(ctx, form, p, lg), [tab.importer, lang], [*fill, tab.io_status])
+    tab.load.upload(lambda p, lg: load_yaml(ctx, form, p, lg), [tab.load, lang], [*fill, tab.io_status]) \
+        .then(*tab.preview_event(ctx, lang), show_progress="hidden")
+    tab.importer.upload(lambda p, lg: import_yaml(ctx, form, p, lg), [tab.importer, lang], [*fill, tab.io_status]) \
+        .then(*tab.preview_event(ctx, lang), show_progress="hidden")
 
 
 def connect_start(ctx: StudioContext, tab: TrainTab, lang: gr.Radio, tabs: gr.Tabs, job_select: gr.Dropdown,
