@@ -60,6 +60,8 @@ DATASETS = [
     pytest.param("d.jsonl", bytes(range(256)) * 64, (1, "", "NUL byte at line 1"), id="binary-jsonl"),
     pytest.param("d.jsonl", b"\x89PNG\r\n\x1a\n" + bytes(200), (1, "", "invalid byte 0x89 at line 1"),
                  id="png-named-jsonl"),
+    pytest.param("d.jsonl", jsonl(GOOD).replace(b"\n", b"\r") * 2, (1, "", "bare carriage return, \\r"),
+                 id="old-mac-line-ends"),
     pytest.param("d.jsonl", b"", (0, "", "file is empty"), id="empty-jsonl"),
     pytest.param("d.json", b" \n\t\n", (0, "", "file is empty (only whitespace)"), id="blank-json"),
     pytest.param("d.jsonl", jsonl(GOOD, "{" + "x" * (4 << 20)), (2, "", "malformed JSON at column 2"),

@@ -184,6 +184,9 @@ def _iter_jsonl(path: str) -> Iterator[Record]:
             hint = ""
             if stripped in ("[", "{"):
                 hint = " (this looks like a pretty-printed JSON document; save it with a .json extension)"
+            elif "\r" in stripped[:e.pos + 1] and "\n" not in stripped:
+                hint = (" (the file ends its lines with a bare carriage return, \\r, as old Mac files do; "
+                        "save it with \\n line ends)")
             yield Record(number, BadRecord(f"malformed JSON at column {column}: {e.msg}{hint}"))
             continue
         except (ValueError, RecursionError) as e:
