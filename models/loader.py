@@ -8,13 +8,13 @@ wherever the fused GPU kernels are unavailable.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from models.chat_template import ERNIE_CHAT_TEMPLATE
+from models.locking import exclusive
 from models.registry import ModelNotFound, resolve_model_dir
 
 SUPPORTED_MODEL_TYPES = {"ernie4_5", "ernie4_5_moe"}
@@ -85,19 +85,6 @@ def rank_local_loading():
         parallel._global_parallel_env = saved_parallel_env
 
 
-@contextmanager
-def exclusive_loading(model_dir: Path):
-    """One process at a time loads from `model_dir`: paddleformers deletes and rewrites a metadata
-    file in it on every load, so two ranks (or a job and a chat server) loading together read each
-    other's half-written file."""
-    fd = os.open(model_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def load_model(model_dir: Path, dtype: str = "float32", moe_dispatch: str = "auto",
                config_overrides: dict | None = None):
     """Load the causal LM in `model_dir` on the current paddle device.
@@ -117,7 +104,9 @@ def load_model(model_dir: Path, dtype: str = "float32", moe_dispatch: str = "aut
         config.fuse_rms_norm = False
     for key, value in (config_overrides or {}).items():
         setattr(config, key, value)
-    with rank_local_loading(), exclusive_loading(model_dir):
+    # one process at a time: paddleformers deletes and rewrites a metadata file in the directory on
+    # every load, so two ranks (or a job and a chat server) loading together read a half-written one
+    with rank_local_loading(), exclusive(model_dir):
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), config=config, dtype=dtype)
     if config.model_type == "ernie4_5_moe":
         if moe_dispatch == "portable" or (moe_dispatch == "auto" and not fused_moe_kernels_available()):
@@ -184,7 +173,7 @@ def load_checkpoint(name_or_path: str, adapter: str | None = None, workdir=None,
     model_dir, adapter_dir = locate_checkpoint(name_or_path, adapter, workdir)
     model = load_model(model_dir, dtype=dtype)
     if adapter_dir is not None:
-        with exclusive_loading(adapter_dir):  # the adapter loader rewrites the same metadata file
+        with exclusive(adapter_dir):  # the adapter loader rewrites the same metadata file
             model = LoRAModel.from_pretrained(model=model, lora_path=str(adapter_dir))
     model.eval()
     has_tokenizer = adapter_dir is not None and (adapter_dir / "tokenizer_config.json").is_file()

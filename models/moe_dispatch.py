@@ -344,12 +344,12 @@ class ExpertLoad:
         return round(worst, 3)
 
 
-def balance_step(model, bias_update_rate: float = 0.0, all_reduce: bool = False) -> list[ExpertLoad]:
-    """Read and reset the expert usage counted since the last call (summed over ranks with
-    `all_reduce`); with a rate above zero, move every correction bias by the rate towards balance:
-    up for experts chosen less than their group's mean, down for those chosen more (aux-loss-free
-    balancing). Call once per optimizer step on every rank."""
-    blocks = moe_blocks(model)
+def balance_step(blocks: list[tuple[int, object]], bias_update_rate: float = 0.0,
+                 all_reduce: bool = False) -> list[ExpertLoad]:
+    """For `blocks` (from `moe_blocks`), read and reset the expert usage counted since the last
+    call (summed over ranks with `all_reduce`); with a rate above zero, move every correction bias
+    by the rate towards balance: up for experts chosen less than their group's mean, down for those
+    chosen more (aux-loss-free balancing). Call once per optimizer step on every rank."""
     if not blocks:
         return []
     usage = [_take_usage(block) for _, block in blocks]

@@ -9,7 +9,6 @@ processes never build the same model at once.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -18,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from models.chat_template import ERNIE_CHAT_TEMPLATE
+from models.locking import exclusive
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CORPUS_FILES = [ASSETS / "corpus" / "en.txt", ASSETS / "corpus" / "zh.txt"]
@@ -63,8 +63,7 @@ def ensure_built(name: str, models_dir: Path) -> Path:
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     target = models_dir / name
-    with open(models_dir / f".{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(models_dir / f".{name}.lock"):
         if _is_current(target):
             return target
         staging = models_dir / f".{name}.building-{os.getpid()}"

@@ -192,7 +192,7 @@ def test_vl_usage_and_bias_updates_are_per_modality(vl_block):
     x = paddle.concat([paddle.randn([1, 32]).tile([30, 1]), paddle.randn([1, 32]).tile([10, 1])])
     vl_block(x, types)
     vl_block.eval()
-    (load,) = balance_step(vl_block, bias_update_rate=0.01)
+    (load,) = balance_step(moe_blocks(vl_block), bias_update_rate=0.01)
     assert load.groups == [4, 4]
     assert sorted(load.tokens[:4]) == [0, 0, 30, 30] and sorted(load.tokens[4:]) == [0, 0, 10, 10]
     bias = vl_block.moe_statics.e_score_correction_bias.numpy()
@@ -216,7 +216,7 @@ def test_aux_free_balancing_evens_out_a_skewed_router(tiny_moe_dir):
 
     def step(rate):
         block(paddle.to_tensor(rng.randn(256, 128).astype("float32") + 0.5))  # training forward counts usage
-        (load,) = [load for load in balance_step(model, rate) if load.layer == 1]
+        (load,) = [load for load in balance_step(moe_blocks(model), rate) if load.layer == 1]
         return load.imbalance()
 
     start = np.mean([step(0.0) for _ in range(5)])

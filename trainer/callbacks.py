@@ -81,6 +81,7 @@ class JobCallback(TrainerCallback):
         self.is_main = is_main
         self.bias_update_rate = bias_update_rate
         self.world_size = world_size
+        self._moe_blocks = None  # found in the model once, then read every optimizer step
         self._expert_load: dict[int, list[int]] = {}
         self._expert_groups: dict[int, list[int]] = {}
         self.stopped_early = False
@@ -144,11 +145,13 @@ class JobCallback(TrainerCallback):
         """Once per optimizer step on every rank: collect the expert usage of the step (summed over
         ranks), let aux-loss-free balancing move the correction biases, and add the usage to what
         the next logging step records."""
-        from models.moe_dispatch import balance_step
+        from models.moe_dispatch import balance_step, moe_blocks
 
         if model is None:
             return
-        for load in balance_step(model, self.bias_update_rate, all_reduce=self.world_size > 1):
+        if self._moe_blocks is None:
+            self._moe_blocks = moe_blocks(model)
+        for load in balance_step(self._moe_blocks, self.bias_update_rate, all_reduce=self.world_size > 1):
             total = self._expert_load.setdefault(load.layer, [0] * len(load.tokens))
             self._expert_load[load.layer] = [a + b for a, b in zip(total, load.tokens)]
             self._expert_groups[load.layer] = load.groups

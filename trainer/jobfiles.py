@@ -23,16 +23,16 @@ Only one process (rank 0) writes status.json and metrics.jsonl.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
+
+from models.locking import exclusive
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -210,18 +210,6 @@ def read_status(job_dir: str | os.PathLike[str]) -> dict:
     return data
 
 
-@contextmanager
-def _status_lock(job_dir: Path) -> Iterator[None]:
-    # The launcher (pid, pgid) and the trainer (state, step) both merge into status.json;
-    # the lock keeps one read-modify-write from undoing the other.
-    fd = os.open(job_dir / _STATUS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def update_status(
     job_dir: str | os.PathLike[str], change: Callable[[dict], Mapping[str, Any] | None]
 ) -> dict:
@@ -233,7 +221,9 @@ def update_status(
     job_dir = Path(job_dir)
     if not job_dir.is_dir():
         raise JobFileError(f"job directory {job_dir} does not exist")
-    with _status_lock(job_dir):
+    # The launcher (pid, pgid) and the trainer (state, step) both merge into status.json;
+    # the lock keeps one read-modify-write from undoing the other.
+    with exclusive(job_dir / _STATUS_LOCK):
         current = read_status(job_dir)
         fields = change(dict(current))
         if fields is None:

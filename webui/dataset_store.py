@@ -9,7 +9,6 @@ counted them. Nothing here imports gradio or paddle.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -27,6 +26,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
+from models.locking import exclusive
 from trainer.data.formats import FORMATS, try_convert
 from trainer.data.readers import SUPPORTED_EXTENSIONS, DataError, iter_records
 from trainer.data.stats import StatsCollector
@@ -92,8 +92,15 @@ def sanitise_name(name: str) -> str:
     if ext not in SUPPORTED_EXTENSIONS:
         raise DatasetError(f"{base or name!r}: unsupported file type {ext or '(no extension)'}; "
                            f"upload {', '.join(SUPPORTED_EXTENSIONS)}")
-    stem = re.sub(r"[^\w.\-]+", "_", stem).strip("._-") or "data"
-    return stem.encode()[: _NAME_MAX - len(ext)].decode(errors="ignore") + ext
+    return (safe_stem(stem, _NAME_MAX - len(ext)) or "data") + ext
+
+
+def safe_stem(text: str, max_bytes: int = _NAME_MAX) -> str:
+    """`text` as the stem of a file name: runs of characters other than letters, digits, `_`, `.`
+    and `-` become `_`, no dot or dash at either end, and at most `max_bytes` bytes of UTF-8 (file
+    systems count bytes, and CJK takes 3 a character); empty when nothing is left."""
+    stem = re.sub(r"[^\w.\-]+", "_", text).strip("._-")
+    return stem.encode()[:max_bytes].decode(errors="ignore")
 
 
 def human_size(n: float) -> str:
@@ -179,7 +186,7 @@ class DatasetStore:
             dataset_id = digest.hexdigest()[:16]
             # the same content uploaded twice at once: the second waits and finds the first's record
             # (the lock is the store directory's own, so it leaves no file behind)
-            with self._exclusive():
+            with exclusive(self.root):
                 existing = self.find(dataset_id)
                 if existing is not None:
                     return existing
@@ -192,15 +199,6 @@ class DatasetStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return self.get(dataset_id)
-
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
 
     def _check_and_record(self, dataset_id: str, directory: Path, name: str, size: int) -> None:
         try:

@@ -24,6 +24,7 @@ from trainer.config import ConfigError, command_preview, from_dict, read_yaml_ma
     write_text_atomic
 from trainer.erniekit_import import import_erniekit
 from webui.context import StudioContext
+from webui.dataset_store import safe_stem
 from webui.form import BY_KEY, FIELDS, GROUPS, MODEL_KEY, Form, build_fields, build_group, config_from_values, \
     from_widget, group_id, to_widget, values_from_config, visibility
 from webui.i18n import t
@@ -273,9 +274,7 @@ def save_yaml(ctx: StudioContext, form: Form, values: list, name: str, lang: str
     text = to_yaml(cfg) if cfg is not None else yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
     directory = ctx.workdir / "configs"
     directory.mkdir(parents=True, exist_ok=True)
-    stem = re.sub(r"[^\w.\-]+", "_", (name or "").strip()).strip("._-") or time.strftime("run-%Y%m%d-%H%M%S")
-    # file names are limited to 255 bytes, and the atomic write's temporary name is longer still
-    stem = stem.encode()[:120].decode(errors="ignore")
+    stem = safe_stem((name or "").strip()) or time.strftime("run-%Y%m%d-%H%M%S")
     path = directory / f"{stem}.yaml"
     write_text_atomic(path, text)
     message = t("msg-train-saved", lang, file=path.name)
