@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from models.network import is_loopback
+from plumbing.network import is_loopback
 
 DEFAULT_PORT = 7860
 

@@ -68,6 +68,12 @@ TABLE = {
         *(Row(f"time to first token s, {label} prompt: KV cache / full recomputation", f"{label}.cache_ttft_s",
               f"{label}.no_cache_ttft_s") for label in ("short", "long")),
     ],
+    "server_startup": [
+        Row("s from `python -m models.serve` to `/health` 200 (tiny MoE)", "startup_s"),
+        Row("s for 64 tokens over HTTP: streamed (SSE) / one JSON reply", "stream_s", "plain_s", "stream_over_plain",
+            "target", "<="),
+        Row("s to the first streamed token", "ttft_s"),
+    ],
     "ui_startup": [
         Row("s to the first HTTP 200: `app.py` / bare Gradio Blocks", "studio_s", "bare_s", "ratio", "target", "<="),
     ],

@@ -97,12 +97,14 @@ class ChatClient:
     def stream(self, messages: list[dict], **params) -> Iterator[Delta]:
         """Deltas as the server sends them; the last has `finish_reason`, and `usage` follows it."""
         body = request_body(messages, stream=True, **params)
+        replying = False
         try:
             with httpx.stream("POST", f"{self.base_url}/v1/chat/completions", json=body,
                               timeout=httpx.Timeout(self.timeout, connect=5.0)) as response:
                 if response.status_code != 200:
                     response.read()
                     raise ChatError(_error_message(response), response.status_code)
+                replying = True
                 for line in response.iter_lines():
                     if not line.startswith("data: "):
                         continue
@@ -120,7 +122,10 @@ class ChatClient:
                     yield Delta(delta.get("reasoning_content") or "", delta.get("content") or "",
                                 choice.get("finish_reason"))
         except httpx.HTTPError as exc:
-            raise ChatError(f"lost the model server at {self.base_url}: {exc}") from exc
+            # A chunked stream cut short by a dying server reads as a protocol or read error; to the user
+            # it is the same event as a stream that just ends.
+            if not (replying and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError))):
+                raise ChatError(f"lost the model server at {self.base_url}: {exc}") from exc
         raise ChatError(f"the model server at {self.base_url} stopped in the middle of the reply (it may have "
                         f"crashed; its log says why)")
 

@@ -1,6 +1,10 @@
 """An OpenAI chat-completions request body → a checked `ChatRequest`, or a `RequestError` that says
 which parameter is wrong and what is allowed.
 
+The body is declared once, as pydantic models (`ChatCompletionRequest`): the server checks requests
+against them and publishes them as its OpenAPI schema. `explain` turns pydantic's first error back
+into OpenAI's error, naming the parameter in the words a person can act on.
+
 No paddle here: the server checks a request before it reaches the model, and the checks are the
 same for every model. Beyond OpenAI's parameters, the body may carry `top_k`,
 `repetition_penalty`, `ignore_eos`, `truncation` ("disabled" refuses a prompt that does not fit;
@@ -9,12 +13,19 @@ same for every model. Beyond OpenAI's parameters, the body may carry `top_k`,
 
 from __future__ import annotations
 
-import math
+import typing
 from dataclasses import dataclass, field
+from typing import Annotated, Literal, Union
+
+import annotated_types
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag,
+                      ValidationError, field_validator, model_validator)
+from pydantic_core import PydanticCustomError
 
 ROLES = ("system", "user", "assistant")
 TRUNCATION = ("disabled", "auto")
 MAX_STOP_STRINGS = 4
+MAX_TOKENS = 1 << 31
 
 
 class RequestError(ValueError):
@@ -56,131 +67,198 @@ class ChatRequest:
     model: str | None = None
 
 
-def _number(body: dict, key: str, default, low: float, high: float, *, integer: bool = False,
-            low_open: bool = False, what: str = ""):
-    value = body.get(key)
-    if value is None:
-        return default
-    kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        raise RequestError(f"'{key}' must be {kind}, got {value!r}", param=key)
-    # JSON bodies may spell NaN, which every comparison lets through (infinities fail the range)
-    if (isinstance(value, float) and math.isnan(value)) or value < low or value > high or (low_open and value == low):
-        bound = f"greater than {low}" if low_open else f"at least {low}"
-        raise RequestError(f"'{key}' must be {bound} and at most {high}{what}, got {value!r}", param=key)
-    return value
+# -- the body, declared -------------------------------------------------------------------------------
 
-
-def _content_text(content, where: str) -> str:
-    if isinstance(content, str):
-        return _unicode(content, f"{where}.content")
-    if isinstance(content, list):
-        parts = []
-        for j, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise RequestError(f"{where}.content[{j}]: only text parts are supported by this model, got {kind!r}",
-                                   param=f"{where}.content")
-            parts.append(_unicode(part["text"], f"{where}.content[{j}].text"))
-        return "".join(parts)
-    raise RequestError(f"{where}.content must be a string or a list of text parts, got {type(content).__name__}",
-                       param=f"{where}.content")
-
-
-def _unicode(text: str, where: str) -> str:
+def _valid_unicode(text: str) -> str:
     """JSON escapes can spell unpaired surrogates ("\\ud800"), which the tokenizer cannot encode."""
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as e:
-            raise RequestError(f"{where}: unpaired surrogate \\u{ord(text[e.start]):04x} at character "
-                               f"{e.start + 1} is not valid Unicode text", param=where) from None
+            raise PydanticCustomError("unpaired_surrogate", "unpaired surrogate \\u{code} at character {position} "
+                                      "is not valid Unicode text",
+                                      {"code": f"{ord(text[e.start]):04x}", "position": e.start + 1}) from None
     return text
 
 
-def parse_messages(raw) -> list[dict]:
-    if raw is None:
-        raise RequestError("'messages' is required: a list of {role, content} objects", param="messages")
-    if not isinstance(raw, list) or not raw:
-        raise RequestError("'messages' must be a non-empty list of {role, content} objects", param="messages")
-    messages = []
-    for i, message in enumerate(raw):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise RequestError(f"{where} must be an object with 'role' and 'content'", param=where)
-        role = message.get("role")
-        if role not in ROLES:
-            raise RequestError(f"{where}.role: unknown role {role!r}; expected one of {', '.join(ROLES)}",
-                               param=f"{where}.role")
-        if role == "system" and i != 0:
-            raise RequestError(f"{where}: a system message may only come first", param=f"{where}.role")
-        if "content" not in message or message["content"] is None:
-            raise RequestError(f"{where}.content is required", param=f"{where}.content")
-        messages.append({"role": role, "content": _content_text(message["content"], where)})
-    if messages[-1]["role"] != "user":
-        raise RequestError(f"the last message must come from the user, got {messages[-1]['role']!r}",
-                           param=f"messages[{len(messages) - 1}].role")
-    return messages
+Text = Annotated[str, AfterValidator(_valid_unicode)]
 
 
-def parse_stop(value) -> list[str]:
-    if value is None:
-        return []
-    stops = [value] if isinstance(value, str) else value
-    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
-        raise RequestError("'stop' must be a non-empty string or a list of them", param="stop")
-    if len(stops) > MAX_STOP_STRINGS:
-        raise RequestError(f"'stop' takes at most {MAX_STOP_STRINGS} strings, got {len(stops)}", param="stop")
-    return stops
+class _Body(BaseModel):
+    """Strict JSON types (no "10" for 10, no 1 for true); a null means the parameter was not given,
+    as in OpenAI's API."""
+
+    model_config = ConfigDict(strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data):
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+
+class TextPart(_Body):
+    type: Literal["text"]
+    text: Text
+
+
+def _content_kind(content) -> str | None:
+    return "string" if isinstance(content, str) else "parts" if isinstance(content, list) else None
+
+
+# the content's own type picks the branch, so a wrong part is reported alone, not next to "not a string"
+Content = Annotated[Union[Annotated[Text, Tag("string")], Annotated[list[TextPart], Tag("parts")]],
+                    Discriminator(_content_kind)]
+
+
+class Message(_Body):
+    role: Literal[ROLES]
+    content: Content = Field(description="text, or a list of text parts (joined)")
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Body):
+    include_usage: bool = Field(False, description="end the stream with a chunk carrying the usage")
+
+
+class TemplateKwargs(_Body):
+    enable_thinking: bool | None = Field(None, description="thinking on or off; default: the template's own")
+
+
+def _listed(value):
+    return [value] if isinstance(value, str) else value
+
+
+Stop = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_listed),
+                 Field(max_length=MAX_STOP_STRINGS)]
+
+
+class ChatCompletionRequest(_Body):
+    """An OpenAI chat-completions request; unknown parameters are ignored. The fields come in the
+    order they are checked, so the first one wrong is the one reported."""
+
+    messages: list[Message] = Field(min_length=1, description="the conversation; the last message is the user's")
+    n: int = Field(1, ge=1, le=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS, description="reply length cap")
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS, description="the same, by its older name")
+    temperature: float = Field(1.0, ge=0, le=2, description="0 decodes greedily")
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0, le=MAX_TOKENS)
+    repetition_penalty: float = Field(1.0, gt=0, le=10)
+    seed: int | None = Field(None, ge=0, le=(1 << 63) - 1)
+    stop: Stop = Field(default_factory=list, description="up to 4 strings that end the reply")
+    ignore_eos: bool = Field(False, description="generate through the end-of-turn marker")
+    stream: bool = Field(False, description="server-sent events, ending with `data: [DONE]`")
+    stream_options: StreamOptions = Field(default_factory=StreamOptions)
+    chat_template_kwargs: TemplateKwargs = Field(default_factory=TemplateKwargs)
+    truncation: Literal[TRUNCATION] = Field("disabled", description="auto drops the oldest turns to fit")
+    model: str | None = Field(None, description="must be the served model's id when given")
+
+    @field_validator("messages")
+    @classmethod
+    def _conversation(cls, messages: list[Message]) -> list[Message]:
+        for i, message in enumerate(messages[1:], 1):
+            if message.role == "system":
+                raise RequestError(f"messages[{i}]: a system message may only come first", param=f"messages[{i}].role")
+        if messages[-1].role != "user":
+            raise RequestError(f"the last message must come from the user, got {messages[-1].role!r}",
+                               param=f"messages[{len(messages) - 1}].role")
+        return messages
+
+    def checked(self) -> ChatRequest:
+        sampling = SamplingParams(
+            temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+            repetition_penalty=self.repetition_penalty,
+            max_tokens=self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens,
+            seed=self.seed, stop=self.stop, ignore_eos=self.ignore_eos)
+        return ChatRequest(messages=[{"role": m.role, "content": m.text()} for m in self.messages], sampling=sampling,
+                           stream=self.stream, include_usage=self.stream_options.include_usage,
+                           thinking=self.chat_template_kwargs.enable_thinking, truncation=self.truncation,
+                           model=self.model)
 
 
 def parse_chat_request(body) -> ChatRequest:
     """Check an OpenAI chat-completions body; raises `RequestError` naming the first problem."""
-    if not isinstance(body, dict):
-        raise RequestError(f"the request body must be a JSON object, got {type(body).__name__}")
-    messages = parse_messages(body.get("messages"))
-    _number(body, "n", 1, 1, 1, integer=True, what=" (one choice per request)")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-    if max_tokens is not None:
-        max_tokens = _number({key: max_tokens}, key, None, 1, 1 << 31, integer=True)
-    sampling = SamplingParams(
-        temperature=_number(body, "temperature", 1.0, 0, 2),
-        top_p=_number(body, "top_p", 1.0, 0, 1, low_open=True),
-        top_k=_number(body, "top_k", 0, 0, 1 << 31, integer=True, what=" (0 turns it off)"),
-        repetition_penalty=_number(body, "repetition_penalty", 1.0, 0, 10, low_open=True),
-        max_tokens=max_tokens,
-        seed=_number(body, "seed", None, 0, (1 << 63) - 1, integer=True),
-        stop=parse_stop(body.get("stop")),
-        ignore_eos=_flag(body, "ignore_eos", False),
-    )
-    stream = _flag(body, "stream", False)
-    options = body.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise RequestError("'stream_options' must be an object", param="stream_options")
-    kwargs = body.get("chat_template_kwargs") or {}
-    if not isinstance(kwargs, dict):
-        raise RequestError("'chat_template_kwargs' must be an object", param="chat_template_kwargs")
-    thinking = kwargs.get("enable_thinking")
-    if thinking is not None and not isinstance(thinking, bool):
-        raise RequestError("'chat_template_kwargs.enable_thinking' must be true or false",
-                           param="chat_template_kwargs.enable_thinking")
-    truncation = body.get("truncation", "disabled")
-    if truncation not in TRUNCATION:
-        raise RequestError(f"'truncation' must be one of {', '.join(TRUNCATION)}, got {truncation!r}",
-                           param="truncation")
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise RequestError("'model' must be a string", param="model")
-    return ChatRequest(messages=messages, sampling=sampling, stream=stream,
-                       include_usage=_flag(options, "include_usage", False, prefix="stream_options."),
-                       thinking=thinking, truncation=truncation, model=model)
+    try:
+        return ChatCompletionRequest.model_validate(body).checked()
+    except ValidationError as exc:
+        raise explain(exc.errors()[0]) from None
 
 
-def _flag(body: dict, key: str, default: bool, prefix: str = "") -> bool:
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise RequestError(f"'{prefix}{key}' must be true or false, got {value!r}", param=prefix + key)
-    return value
+# -- pydantic's error → OpenAI's ----------------------------------------------------------------------
+
+NOTES = {"n": " (one choice per request)", "top_k": " (0 turns it off)"}
+KINDS = {"int_type": "an integer", "float_type": "a number", "string_type": "a string",
+         "bool_type": "true or false", "model_type": "an object"}
+
+
+def explain(error: dict) -> RequestError:
+    """One pydantic error (from `ValidationError.errors()`) as the `RequestError` the client gets."""
+    loc, kind, value = error["loc"], error["type"], error.get("input")
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, RequestError):
+        return cause
+    if not loc:
+        return RequestError(f"the request body must be a JSON object, got {type(value).__name__}")
+    if loc[0] == "messages":
+        return _explain_message(loc, kind, value, error["msg"])
+    if loc[0] == "stop":
+        if kind == "too_long":
+            return RequestError(f"'stop' takes at most {MAX_STOP_STRINGS} strings, got {len(value)}", param="stop")
+        return RequestError("'stop' must be a non-empty string or a list of them", param="stop")
+    name = ".".join(loc)
+    if kind == "model_type":
+        return RequestError(f"'{name}' must be an object", param=name)
+    if kind in KINDS:
+        return RequestError(f"'{name}' must be {KINDS[kind]}, got {value!r}", param=name)
+    annotation = ChatCompletionRequest.model_fields[name].annotation
+    if kind == "literal_error":
+        return RequestError(f"'{name}' must be one of {', '.join(typing.get_args(annotation))}, got {value!r}",
+                            param=name)
+    return RequestError(f"'{name}' must be {_bounds(name)}{NOTES.get(name, '')}, got {value!r}", param=name)
+
+
+def _bounds(name: str) -> str:
+    """'at least 0 and at most 2', from the field's declared constraints."""
+    words = {}
+    for constraint in ChatCompletionRequest.model_fields[name].metadata:
+        if isinstance(constraint, annotated_types.Ge):
+            words["low"] = f"at least {constraint.ge}"
+        elif isinstance(constraint, annotated_types.Gt):
+            words["low"] = f"greater than {constraint.gt}"
+        elif isinstance(constraint, annotated_types.Le):
+            words["high"] = f"at most {constraint.le}"
+    return " and ".join(words[k] for k in ("low", "high") if k in words)
+
+
+def _explain_message(loc: tuple, kind: str, value, message: str) -> RequestError:
+    if len(loc) == 1:
+        if kind == "missing":
+            return RequestError("'messages' is required: a list of {role, content} objects", param="messages")
+        return RequestError("'messages' must be a non-empty list of {role, content} objects", param="messages")
+    where = f"messages[{loc[1]}]"
+    if len(loc) == 2:
+        return RequestError(f"{where} must be an object with 'role' and 'content'", param=where)
+    if loc[2] == "role":
+        role = None if kind == "missing" else value
+        return RequestError(f"{where}.role: unknown role {role!r}; expected one of {', '.join(ROLES)}",
+                            param=f"{where}.role")
+    content = f"{where}.content"
+    if kind == "unpaired_surrogate":
+        spot = f"{content}[{loc[4]}].text" if loc[3] == "parts" else content
+        return RequestError(f"{spot}: {message}", param=spot)
+    if kind == "missing" and len(loc) == 3:
+        return RequestError(f"{content} is required", param=content)
+    if len(loc) == 3:
+        return RequestError(f"{content} must be a string or a list of text parts, got {type(value).__name__}",
+                            param=content)
+    # a part: (messages, i, content, "parts", j[, field])
+    if len(loc) == 5:
+        part = type(value).__name__
+    elif loc[5] == "type":
+        part = None if kind == "missing" else value
+    else:
+        part = "text"
+    return RequestError(f"{content}[{loc[4]}]: only text parts are supported by this model, got {part!r}",
+                        param=content)

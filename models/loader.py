@@ -8,38 +8,14 @@ wherever the fused GPU kernels are unavailable.
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from models.chat_template import ERNIE_CHAT_TEMPLATE
-from models.locking import exclusive
-from models.registry import ModelNotFound, resolve_model_dir
-
-SUPPORTED_MODEL_TYPES = {"ernie4_5", "ernie4_5_moe"}
-# Written beside a LoRA adapter: which base model it belongs to.
-ADAPTER_INFO = "adapter_info.json"
-
-
-def read_model_config(model_dir: Path) -> dict:
-    config_file = Path(model_dir) / "config.json"
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelNotFound(f"cannot read {config_file}: {exc}") from exc
-    model_type = config.get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ModelNotFound(
-            f"{config_file}: model_type {model_type!r} is not supported for text fine-tuning; "
-            f"expected one of {', '.join(sorted(SUPPORTED_MODEL_TYPES))}"
-        )
-    return config
-
-
-def is_moe(model_dir: Path) -> bool:
-    return read_model_config(model_dir)["model_type"] == "ernie4_5_moe"
-
+from models.checkpoints import ModelNotFound, adapter_base, is_adapter, read_model_config
+from models.registry import resolve_model_dir
+from plumbing.locking import exclusive
 
 def fused_moe_kernels_available() -> bool:
     import paddle
@@ -112,35 +88,6 @@ def load_model(model_dir: Path, dtype: str = "float32", moe_dispatch: str = "aut
         if moe_dispatch == "portable" or (moe_dispatch == "auto" and not fused_moe_kernels_available()):
             use_portable_moe(model)
     return model
-
-
-def remove_save_leftovers(directory: Path) -> None:
-    """paddleformers' savers leave a `saved_signal_<rank>` file behind; a checkpoint does not need it."""
-    for leftover in Path(directory).glob("saved_signal_*"):
-        leftover.unlink()
-
-
-def save_model(model, directory: Path, config_json: str) -> None:
-    """Save weights as safetensors with `config_json` as config.json.
-
-    `save_pretrained` writes the runtime config (CPU adjustments included); the config of the
-    checkpoint the weights came from is the one to ship.
-    """
-    model.save_pretrained(str(directory), safe_serialization=True)
-    remove_save_leftovers(directory)
-    (Path(directory) / "config.json").write_text(config_json, encoding="utf-8")
-
-
-def is_adapter(path: Path) -> bool:
-    return (Path(path) / ADAPTER_INFO).is_file()
-
-
-def adapter_base(adapter_dir: Path) -> Path:
-    info_file = Path(adapter_dir) / ADAPTER_INFO
-    base = Path(json.loads(info_file.read_text(encoding="utf-8"))["base_model"])
-    if not (base / "config.json").is_file():
-        raise ModelNotFound(f"{info_file}: the adapter's base model {base} is missing")
-    return base
 
 
 def locate_checkpoint(name_or_path: str, adapter: str | None = None, workdir=None) -> tuple[Path, Path | None]:

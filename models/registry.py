@@ -12,6 +12,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.checkpoints import ModelNotFound, adapter_info, is_adapter
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What a user needs to know about one ERNIE 4.5 model before choosing it."""
@@ -46,9 +49,12 @@ _SMALL_PRESETS = {
                  "optim.num_train_epochs": 10, "optim.per_device_batch_size": 8},
 }
 
-# ERNIEKit's starting points for the real models; DPO learns far more slowly than SFT.
+# ERNIEKit's starting points for the real models; DPO learns far more slowly than SFT. A GPU run
+# needs its GPU ids (the config refuses device gpu without them): one process on GPU 0 is the
+# smallest valid start, to be widened for the models that need several GPUs.
 _REAL_COMMON = {"optim.num_train_epochs": 1, "optim.warmup_steps": 20, "optim.per_device_batch_size": 1,
-                "optim.gradient_accumulation_steps": 8, "precision": "bf16", "devices.device": "gpu"}
+                "optim.gradient_accumulation_steps": 8, "precision": "bf16", "devices.device": "gpu",
+                "devices.gpu_ids": "0"}
 _REAL_PRESETS = {
     "sft-lora": {"method": "sft", "finetuning.type": "lora", "finetuning.lora.rank": 32,
                  "finetuning.lora.alpha": 64, "optim.learning_rate": 3e-4, **_REAL_COMMON},
@@ -130,10 +136,6 @@ MODELS: dict[str, ModelSpec] = {
 DEFAULT_MODEL = "ernie-4.5-tiny-moe"
 
 
-class ModelNotFound(Exception):
-    """A model name or directory that cannot be used, with what to do about it."""
-
-
 def default_workdir() -> Path:
     return Path(os.environ.get("ERNIE_STUDIO_HOME", "workspace")).resolve()
 
@@ -147,8 +149,8 @@ def has_experts(name_or_path: str) -> bool:
         return spec.kind != "dense"
     path = Path(name_or_path).expanduser()
     try:
-        if (path / "adapter_info.json").is_file():
-            info = json.loads((path / "adapter_info.json").read_text(encoding="utf-8"))
+        if is_adapter(path):
+            info = adapter_info(path)
             return has_experts(info.get("base_model_name") or info.get("base_model", ""))
         if (path / "config.json").is_file():
             return "moe" in json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type", "")

@@ -1,42 +1,41 @@
 """`python -m models.serve --model DIR_OR_NAME [--adapter DIR]`: one model behind the OpenAI chat API.
 
-Endpoints: `POST /v1/chat/completions` (plain or streamed as server-sent events ending in
-`data: [DONE]`, with `reasoning_content` for thinking), `GET /v1/models`, and `GET /health` (503
-while the model loads, 200 when it is ready). The port is bound before the model loads, so a
-client can watch the load; a model that fails to load ends the process with status 1, and a bad
-model path or adapter is refused before anything is loaded (status 2).
+This module owns the process: its options, the model thread (`ModelHost`), the port and the
+uvicorn server running the API of `models.api` (`/v1/chat/completions`, `/v1/models`, `/health`,
+`/docs`). The port is bound before the model loads, so a client can watch the load; a model that
+fails to load ends the process with status 1, and bad arguments (a model path, an adapter, a
+non-loopback host without --allow-remote) are refused before anything is loaded (status 2).
+SIGTERM stops the generation under way at its next token and ends the process.
 
-Requests are checked on their own threads and then queued for one generation thread, so
-concurrent requests are answered one after another and never mixed. A client that disconnects
-mid-stream cancels its generation. The server binds loopback unless told otherwise.
+Requests are queued for one generation thread, so concurrent requests are answered one after
+another and never mixed. The server binds loopback unless told otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
-import uuid
 from dataclasses import dataclass, field
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from models.chat_request import ChatRequest, RequestError, parse_chat_request
-from models.network import is_loopback
+import uvicorn
 
-MAX_BODY_BYTES = 8 << 20
+from models.api import create_app
+from models.chat_request import ChatRequest, RequestError
+from plumbing.network import is_loopback
 
 
 @dataclass
 class Generation:
-    """One queued request and the events its generation produces for the HTTP thread."""
+    """One queued request and the events its generation produces for the HTTP side."""
 
     request: ChatRequest
     events: queue.Queue = field(default_factory=queue.Queue)
@@ -96,148 +95,6 @@ class ModelHost:
         if self.engine is not None:
             card.update(max_model_len=self.engine.context_length, thinking=self.engine.thinking_supported)
         return card
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "ErnieStudioServe/1"
-    # a client that stops sending (a Content-Length longer than its body) frees its thread
-    timeout = 60
-    host: ModelHost  # set on the subclass made per server
-
-    def log_message(self, format, *args):
-        sys.stderr.write(f"{self.address_string()} {format % args}\n")
-
-    def _send_json(self, status: int, payload: dict) -> None:
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _send_error(self, error: RequestError) -> None:
-        self._send_json(error.status, error.body())
-
-    def do_GET(self):
-        path = self.path.split("?", 1)[0]
-        if path == "/health":
-            ready = self.host.state == "ready"
-            self._send_json(200 if ready else 503, {"status": self.host.state, "model": self.host.name})
-        elif path == "/v1/models":
-            self._send_json(200, {"object": "list", "data": [self.host.model_card()]})
-        else:
-            self._send_error(RequestError(f"no such endpoint: GET {path}", status=404, type_="not_found_error"))
-
-    def do_POST(self):
-        path = self.path.split("?", 1)[0]
-        if path != "/v1/chat/completions":
-            self._send_error(RequestError(f"no such endpoint: POST {path}", status=404, type_="not_found_error"))
-            return
-        try:
-            request = parse_chat_request(self._read_json())
-            if request.model is not None and request.model != self.host.name:
-                raise RequestError(f"model {request.model!r} is not served here; this server serves "
-                                   f"{self.host.name!r}", param="model", status=404, code="model_not_found")
-            if self.host.state != "ready":
-                raise RequestError("the model is still loading; retry when GET /health answers 200", status=503,
-                                   type_="service_unavailable")
-        except RequestError as exc:
-            self._send_error(exc)
-            return
-        generation = self.host.submit(request)
-        kind, value = generation.events.get()
-        if kind == "error":
-            self._send_error(value)
-        elif request.stream:
-            self._stream(generation, value)
-        else:
-            self._complete(generation, value)
-
-    def _read_json(self):
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self.close_connection = True
-            raise RequestError("the request needs a Content-Length header and a JSON body", status=411)
-        if int(length) > MAX_BODY_BYTES:
-            self.close_connection = True
-            raise RequestError(f"the request body is {int(length)} bytes; the limit is {MAX_BODY_BYTES}", status=413)
-        raw = self.rfile.read(int(length))
-        try:
-            # a body saved by a Windows editor may start with a UTF-8 byte order mark; it means nothing
-            return json.loads(raw.decode("utf-8-sig"))
-        except UnicodeDecodeError as exc:
-            raise RequestError(f"the request body is not UTF-8: {exc}") from None
-        except json.JSONDecodeError as exc:
-            raise RequestError(f"malformed JSON body: {exc}") from None
-
-    def _complete(self, generation: Generation, prompt) -> None:
-        reasoning, content = [], []
-        while True:
-            kind, value = generation.events.get()
-            if kind == "error":
-                self._send_error(value)
-                return
-            reasoning.append(value.reasoning)
-            content.append(value.content)
-            if value.finish_reason is not None:
-                break
-        message = {"role": "assistant", "content": "".join(content)}
-        if prompt.thinking:
-            message["reasoning_content"] = "".join(reasoning)
-        self._send_json(200, {
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": self.host.name,
-            "choices": [{"index": 0, "message": message, "finish_reason": value.finish_reason, "logprobs": None}],
-            "usage": _usage(value),
-        })
-
-    def _stream(self, generation: Generation, prompt) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
-        base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": self.host.name}
-
-        def event(delta: dict, finish_reason=None) -> dict:
-            return dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": finish_reason,
-                                        "logprobs": None}])
-
-        try:
-            self._send_event(event({"role": "assistant", "content": ""}))
-            while True:
-                kind, value = generation.events.get()
-                if kind == "error":
-                    self._send_event({"error": value.body()["error"]})
-                    break
-                delta = {}
-                if value.reasoning:
-                    delta["reasoning_content"] = value.reasoning
-                if value.content:
-                    delta["content"] = value.content
-                if delta:
-                    self._send_event(event(delta))
-                if value.finish_reason is not None:
-                    self._send_event(event({}, value.finish_reason))
-                    if generation.request.include_usage:
-                        self._send_event(dict(base, choices=[], usage=_usage(value)))
-                    break
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            generation.cancelled.set()
-
-    def _send_event(self, payload: dict) -> None:
-        self.wfile.write(b"data: " + json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n\n")
-        self.wfile.flush()
-
-
-def _usage(chunk) -> dict:
-    return {"prompt_tokens": chunk.prompt_tokens, "completion_tokens": chunk.completion_tokens,
-            "total_tokens": chunk.prompt_tokens + chunk.completion_tokens}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -322,8 +179,43 @@ def write_port_file(path: Path, port: int) -> None:
     os.replace(partial, path)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket, so the port is known (and reported) before uvicorn or the model starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+class ModelHTTPServer(uvicorn.Server):
+    """uvicorn's server, whose stop signal also stops the generation under way at its next token;
+    a graceful shutdown would otherwise wait for the whole reply."""
+
+    def __init__(self, host: ModelHost, config: uvicorn.Config):
+        super().__init__(config)
+        self.host = host
+
+    def handle_exit(self, sig, frame) -> None:
+        self.host.stopping.set()
+        super().handle_exit(sig, frame)
+
+
+def take_signals(server: ModelHTTPServer) -> None:
+    """SIGTERM and SIGINT go to a thread of their own that stops `server`. Signal handlers would
+    not do: importing paddle installs a C-level SIGTERM handler that ends the process on the spot,
+    over Python's. Blocked here, before any other thread starts, the signals stay blocked in
+    every thread (paddle's and uvicorn's included) and only `sigwait` receives them; uvicorn's
+    raising the signal again after its shutdown then changes nothing."""
+    signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+
+    def wait() -> None:
+        while True:
+            server.handle_exit(signal.sigwait(signals), None)
+
+    threading.Thread(target=wait, name="signals", daemon=True).start()
+
+
 def main(argv=None) -> int:
-    from models.registry import ModelNotFound
+    from models.checkpoints import ModelNotFound
 
     args = parse_args(argv)
     try:
@@ -333,16 +225,21 @@ def main(argv=None) -> int:
         return 2
     name = args.served_model_name or args.model
     host = ModelHost(name)
-    handler = type("BoundHandler", (Handler,), {"host": host})
     try:
-        server = ThreadingHTTPServer((args.host, args.port), handler)
+        sock = listen(args.host, args.port)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    server.daemon_threads = True
-    port = server.server_address[1]
+    port = sock.getsockname()[1]
     if args.port_file:
         write_port_file(args.port_file, port)
+    server = ModelHTTPServer(host, uvicorn.Config(
+        create_app(host), http="h11", ws="none", lifespan="off", loop="asyncio", proxy_headers=False,
+        server_header=False, use_colors=False,
+        # an idle keep-alive connection is closed after a minute, as the old server's socket timeout did
+        timeout_keep_alive=60,
+        # SIGTERM has already cancelled the generation; whatever still runs after this is cut off
+        timeout_graceful_shutdown=5))
     outcome = {"status": 0}
 
     def model_thread():
@@ -358,23 +255,14 @@ def main(argv=None) -> int:
             print(f"error: cannot load {args.model}: {exc}", file=sys.stderr, flush=True)
             host.state = "failed"
             outcome["status"] = 1
-            server.shutdown()
+            server.should_exit = True
 
-    def stop(*_):
-        host.stopping.set()  # a generation under way ends at its next token
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
+    take_signals(server)
     if args.parent_pid:
         threading.Thread(target=watch_parent, args=(args.parent_pid,), daemon=True).start()
     threading.Thread(target=model_thread, name="model", daemon=True).start()
     print(f"listening on http://{args.host}:{port} (loading {args.model})", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    server.run(sockets=[sock])
     return outcome["status"]
 
 

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from models.chat_client import ChatClient, ChatError
+from plumbing.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class ModelServer:
@@ -46,7 +46,7 @@ class ModelServer:
         own last words if it exits first."""
         port_file = Path(tempfile.mkdtemp(prefix="ernie-serve-")) / "port"
         self._log = open(self.log_path, "a+b") if self.log_path else tempfile.TemporaryFile()
-        self.process = subprocess.Popen(self.command(port_file, port), cwd=ROOT, stdout=self._log,
+        self.process = subprocess.Popen(self.command(port_file, port), cwd=REPO_ROOT, stdout=self._log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not port_file.exists():

@@ -17,7 +17,8 @@ import shutil
 from pathlib import Path
 
 from models.chat_template import ERNIE_CHAT_TEMPLATE
-from models.locking import exclusive
+from models.checkpoints import save_model
+from plumbing.locking import exclusive
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CORPUS_FILES = [ASSETS / "corpus" / "en.txt", ASSETS / "corpus" / "zh.txt"]
@@ -157,8 +158,6 @@ def _build_weights(name: str, out_dir: Path) -> None:
     from paddleformers.transformers import AutoConfig, AutoModelForCausalLM
 
     paddle.set_device("cpu")
-    from models.loader import save_model
-
     config_json = json.dumps(MODEL_CONFIGS[name], indent=2)
     (out_dir / "config.json").write_text(config_json)
     config = AutoConfig.from_pretrained(str(out_dir))

@@ -26,12 +26,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> float:
-    """Seconds until `url` answers 200; fails early if `proc` exits."""
+def wait_http(url: str, timeout_s: float = 300.0, proc: subprocess.Popen | None = None) -> float:
+    """Seconds until `url` answers 200; fails early if `proc` exits. The limit only catches a server
+    that never comes up: a busy machine can take minutes to start one."""
     start = time.monotonic()
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            # a server still starting may be slow to answer its first request
+            with urllib.request.urlopen(url, timeout=10) as response:
                 if response.status == 200:
                     return time.monotonic() - start
         except (urllib.error.URLError, ConnectionError, OSError):
@@ -57,7 +59,7 @@ class Studio:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def start(self, timeout_s: float = 90.0) -> "Studio":
+    def start(self, timeout_s: float = 300.0) -> "Studio":
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, ERNIE_STUDIO_HOME=str(self.workdir), PYTHONUNBUFFERED="1")
         log = open(self.log_path, "ab")
@@ -71,6 +73,10 @@ class Studio:
             self.stop()
             raise RuntimeError(f"studio did not start; its log:\n{self.log()}") from None
         return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -88,6 +94,24 @@ class Studio:
 
 def launch_browser(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def reload_page(page, url: str, timeout_s: float = 300.0) -> None:
+    """Reload `page` once the server at `url` answers. A Gradio page that lost its server reloads
+    itself when it finds the server again, and a reload made at that moment is aborted
+    (net::ERR_ABORTED, or interrupted by the page's own navigation): that one is tried again."""
+    from playwright.sync_api import Error
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        wait_http(url, max(1.0, deadline - time.monotonic()))
+        try:
+            page.reload(timeout=max(1.0, deadline - time.monotonic()) * 1000)
+            return
+        except Error as e:
+            aborted = "ERR_ABORTED" in str(e) or "interrupted by another navigation" in str(e)
+            if not aborted or time.monotonic() > deadline:
+                raise
 
 
 def shot(page, name: str) -> Path:

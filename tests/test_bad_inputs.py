@@ -459,22 +459,36 @@ def test_fuzz_each_broken_jsonl_line_is_reported_on_its_own_line(tmp_path, rows)
     assert [isinstance(record.row, BadRecord) for record in records] == [not good for good, _ in rows]
 
 
-def test_a_client_that_stops_sending_does_not_hold_a_server_thread():
-    """A Content-Length longer than the body: the handler gives up after its socket timeout (60 s
-    in service, 1 s here) and closes the connection instead of waiting for ever."""
+def test_a_client_that_stops_sending_does_not_hold_the_server():
+    """A Content-Length longer than the body: the server gives up after its body timeout (60 s in
+    service, 1 s here), answers 408 and closes the connection instead of waiting for ever."""
     import socket
     import threading
-    from http.server import ThreadingHTTPServer
+    import time
 
-    from models.serve import Handler
+    import uvicorn
 
-    assert Handler.timeout == 60
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), type("QuickHandler", (Handler,), {"host": None, "timeout": 1}))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    from models.api import BODY_TIMEOUT_S, create_app
+    from models.serve import ModelHost
+
+    assert BODY_TIMEOUT_S == 60
+    listening = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(ModelHost("quick"), body_timeout_s=1), lifespan="off",
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+    thread.start()
     try:
-        with socket.create_connection(httpd.server_address, timeout=10) as sock:
+        with socket.create_connection(listening.getsockname(), timeout=10) as sock:
             sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 100\r\n\r\n{\"messages\":")
-            assert sock.recv(1024) == b"", "the server closed the connection"
+            started = time.monotonic()
+            answer = b""
+            while chunk := sock.recv(4096):  # b"": the server closed the connection
+                answer += chunk
+        assert time.monotonic() - started < 5
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ")
+        assert json.loads(body)["error"]["message"] == "the request body did not arrive within 1 s"
     finally:
-        httpd.shutdown()
+        server.should_exit = True
+        thread.join(10)

@@ -12,6 +12,7 @@ import yaml
 
 from trainer import config as C
 from trainer import erniekit_import as E
+from trainer.cli import cmd_validate
 
 FIXTURE = Path(__file__).parent / "fixtures" / "erniekit_sft_lora_0p3b.yaml"
 TRAIN = {"data": {"train": [{"path": "train.jsonl"}]}}
@@ -262,12 +263,12 @@ def test_config_modules_do_not_import_paddle():
 def test_validate_cli(tmp_path, capsys):
     path = tmp_path / "run.yaml"
     path.write_text("data:\n  train: [a.jsonl]\n")
-    assert C.main_validate([str(path)]) == 0
+    assert cmd_validate([str(path)]) == 0
     assert "OK" in capsys.readouterr().out
-    assert C.main_validate([str(path), "optim.learning_rate=fast", "precision=fp16"]) == 1
+    assert cmd_validate([str(path), "optim.learning_rate=fast", "precision=fp16"]) == 1
     err = capsys.readouterr().err
     assert "optim.learning_rate: expected a number, got 'fast'" in err and "precision: fp16 needs a GPU" in err
-    assert C.main_validate([str(path), "optim.lr=1", "precision=fp16"]) == 1
+    assert cmd_validate([str(path), "optim.lr=1", "precision=fp16"]) == 1
     err = capsys.readouterr().err
     assert "2 problems" in err and "unknown key 'optim.lr'" in err and "precision: fp16 needs a GPU" in err
 

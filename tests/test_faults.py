@@ -21,13 +21,14 @@ import pytest
 import yaml
 
 from models.chat_client import ChatError
+from plumbing.files import tail_text
 from tests.browser_helpers import Studio, wait_until
 from tests.conftest import ROOT, example_config, read_metrics, run_trainer
 from trainer.jobfiles import (
     CHECKPOINT_COMPLETE_MARKER, COMPLETED, FAILED, QUEUED, RUNNING, STOPPED, JobPaths, checkpoint_step, read_status,
-    tail_text,
 )
-from trainer.jobs import LAUNCH_ENV, JobStore
+from trainer.jobs import JobStore
+from trainer.processes import LAUNCH_ENV
 
 
 def quick_config(model_dir: Path, **changes) -> dict:
@@ -157,6 +158,16 @@ def test_trainer_killed_while_writing_a_checkpoint_resumes_from_the_previous_one
     assert checkpoints(paths) == [(40, True)], "the half-written checkpoint was redone, then replaced"
 
 
+def wait_for_a_scheduler_pass(app: Studio, lock: Path) -> None:
+    """Until the app's scheduler has finished a whole pass (reconcile the active jobs, then start
+    what may start) that began after `lock` was removed: a pass creates its lock file when it is
+    missing and keeps it open until the pass ends."""
+    wait_until(lock.exists, 120, f"the app's scheduler to take {lock}")
+    held = str(lock.resolve())
+    wait_until(lambda: all(f.path != held for f in psutil.Process(app.proc.pid).open_files()), 60,
+               "the scheduler pass to end")
+
+
 @pytest.mark.timeout(420)
 def test_app_restarted_mid_job_and_mid_queue_loses_nothing(tmp_path, tiny_moe_dir):
     workdir = tmp_path / "studio"
@@ -180,8 +191,10 @@ def test_app_restarted_mid_job_and_mid_queue_loses_nothing(tmp_path, tiny_moe_di
         app.proc.wait(timeout=30)
 
         app = Studio(workdir, extra=options)
+        lock = workdir / "scheduler.lock"
+        lock.unlink(missing_ok=True)
         app.start()
-        time.sleep(3)  # a few scheduler ticks of the new app
+        wait_for_a_scheduler_pass(app, lock)
         adopted, queued = store.get_job(running.id), store.get_job(waiting.id)
         assert adopted.state == RUNNING and adopted.error is None, adopted.error
         assert queued.state == QUEUED and queued.waiting, "still waiting for the device"
@@ -269,7 +282,7 @@ def test_stopping_a_two_process_job_leaves_no_process_even_with_a_hung_rank(tmp_
         assert stopped.state == STOPPED and stopped.error is None, "both ranks stopped on request"
         checkpoint = job.paths.last_checkpoint()
         assert checkpoint is not None
-        wait_until(lambda: not launch_processes(status["launch_token"]), 15, "every process of the launch to end")
+        wait_until(lambda: not launch_processes(status["launch_token"]), 60, "every process of the launch to end")
 
         store.start_job(job.id, resume=True)
         status = train_a_little(checkpoint_step(checkpoint))
@@ -278,9 +291,10 @@ def test_stopping_a_two_process_job_leaves_no_process_even_with_a_hung_rank(tmp_
         rank_processes(status)["1"].suspend()
         started = time.monotonic()
         stopped = store.stop_job(job.id, grace_s=5)
-        assert time.monotonic() - started < 30
+        # not a speed figure: a stop that waited for the hung rank instead of killing it would never end
+        assert time.monotonic() - started < 120, "the stop waited for the hung rank"
         assert stopped.state == STOPPED and "did not stop within 5s; killed" in (stopped.error or ""), stopped.error
-        wait_until(lambda: not launch_processes(status["launch_token"]), 15, "every process of the launch to end")
+        wait_until(lambda: not launch_processes(status["launch_token"]), 60, "every process of the launch to end")
         assert job.paths.last_checkpoint() == checkpoint, "the checkpoint of the first stop is still whole"
     finally:
         kill_launches([job.job_dir])
@@ -319,11 +333,12 @@ def test_a_model_server_killed_mid_reply_is_an_error_and_loading_again_recovers(
                 if received == 3 and killed_at is None:
                     server.kill()
                     killed_at = time.monotonic()
-        assert killed_at is not None and time.monotonic() - killed_at < 10, "the client noticed at once"
+        # well under the client's 300 s read timeout: it saw the connection break, it did not time out
+        assert killed_at is not None and time.monotonic() - killed_at < 60, "the client noticed at once"
         assert "model server" in str(failure.value) and client.base_url in str(failure.value), failure.value
         shown = describe(ctx, checkpoint, "en")  # at once: the dead process may not even be reaped yet
         assert shown == "Not loaded: press Load." or shown.startswith("The model server failed"), shown
-        wait_until(lambda: ctx.models.client(checkpoint) is None, 10, "the manager to forget the dead server")
+        wait_until(lambda: ctx.models.client(checkpoint) is None, 60, "the manager to forget the dead server")
         assert ctx.models.loaded() == []
 
         # Loading again starts a fresh server; the Chat tab streams from it, and when that one dies
@@ -340,7 +355,7 @@ def test_a_model_server_killed_mid_reply_is_an_error_and_loading_again_recovers(
         assert history[-2]["role"] == "assistant" and len(history[-2]["content"]) > 20, "the reply so far stays"
         assert history[-1]["metadata"]["title"] == "⚠️", history[-1]
         assert history[-1]["content"].startswith("The model server failed: the model server at"), history[-1]
-        wait_until(lambda: describe(ctx, checkpoint, "en") == "Not loaded: press Load.", 10,
+        wait_until(lambda: describe(ctx, checkpoint, "en") == "Not loaded: press Load.", 60,
                    "the Chat tab to show the model as not loaded")
 
         assert list(load(ctx, checkpoint, "en"))[-1].startswith("Loaded: context 2048 tokens")

@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from tests.browser_helpers import wait_until
-from trainer import jobfiles, jobs
+from plumbing import files
+from trainer import jobfiles, jobs, processes
+from trainer.scheduler import JobScheduler, job_devices
 from trainer.jobfiles import JobPaths, LogTail, MetricsTail
 from trainer.jobs import InvalidJobId, JobNotFound, JobStateError, JobStore
 
@@ -73,7 +75,7 @@ def store(tmp_path):
     tokens = {jobfiles.read_status(d).get("launch_token") for d in (tmp_path / "ws" / "jobs").iterdir()}
     for proc in psutil.process_iter():
         try:
-            if proc.environ().get(jobs.LAUNCH_ENV) in tokens - {None}:
+            if proc.environ().get(processes.LAUNCH_ENV) in tokens - {None}:
                 proc.kill()
         except (psutil.Error, OSError):
             continue
@@ -88,12 +90,12 @@ def fake_config(**fake) -> dict:
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
     target = tmp_path / "status.json"
-    jobfiles.atomic_write_json(target, {"a": 1})
-    jobfiles.atomic_write_json(target, {"a": 2, "b": "ü"})
-    jobfiles.atomic_write_text(tmp_path / "config.yaml", "x: 1\n")
+    files.atomic_write_json(target, {"a": 1})
+    files.atomic_write_json(target, {"a": 2, "b": "ü"})
+    files.atomic_write_text(tmp_path / "config.yaml", "x: 1\n")
     assert json.loads(target.read_text()) == {"a": 2, "b": "ü"}
     with pytest.raises(TypeError):
-        jobfiles.atomic_write_json(target, {"bad": object()})
+        files.atomic_write_json(target, {"bad": object()})
     assert json.loads(target.read_text()) == {"a": 2, "b": "ü"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "status.json"]
 
@@ -140,10 +142,10 @@ def test_log_tail_decodes_with_replacement_and_tail_text(tmp_path):
         f.write(b" line\n")
     assert tail.read() == ["partial line"]
     log.write_bytes(b"".join(f"line {i}\n".encode() for i in range(1000)))
-    text = jobfiles.tail_text(log, max_bytes=200)
+    text = files.tail_text(log, max_bytes=200)
     assert text.endswith("line 999") and text.splitlines()[0].startswith("line ")
-    assert jobfiles.tail_text(log, max_lines=3) == "line 997\nline 998\nline 999"
-    assert jobfiles.tail_text(tmp_path / "missing.log") == ""
+    assert files.tail_text(log, max_lines=3) == "line 997\nline 998\nline 999"
+    assert files.tail_text(tmp_path / "missing.log") == ""
 
 
 def test_last_checkpoint_ignores_incomplete(tmp_path):
@@ -201,7 +203,7 @@ def test_store_survives_reopening_and_uses_wal(store):
     with sqlite3.connect(store.db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT version FROM schema_version WHERE component = 'jobs'").fetchone()[0] == \
-            len(jobs._MIGRATIONS)
+            len(jobs.MIGRATIONS)
 
 
 # -- launcher ----------------------------------------------------------------------------------------
@@ -263,7 +265,7 @@ def test_sigterm_ignoring_trainer_and_child_are_killed_after_grace(store, child_
     assert alive(child_pid) and (os.getpgid(child_pid) == started.pgid) != child_session
     t0 = time.monotonic()
     stopped = store.stop_job(job.id, grace_s=1)
-    assert 0.9 <= time.monotonic() - t0 < 10
+    assert 0.9 <= time.monotonic() - t0 < 60  # the upper bound only catches a stop that never ends
     assert stopped.state == "stopped"
     assert stopped.error == "did not stop within 1s; killed"
     assert group_alive(started.pgid) == []
@@ -387,14 +389,14 @@ def gpu_config(ids: str, **fake) -> dict:
 
 
 def test_job_devices():
-    assert jobs.job_devices({}) == {"cpu"}
-    assert jobs.job_devices({"devices": {"device": "cpu", "gpu_ids": "0"}}) == {"cpu"}
-    assert jobs.job_devices(gpu_config("0,1")) == {"gpu:0", "gpu:1"}
-    assert jobs.job_devices(gpu_config("")) == {"gpu"}
+    assert job_devices({}) == {"cpu"}
+    assert job_devices({"devices": {"device": "cpu", "gpu_ids": "0"}}) == {"cpu"}
+    assert job_devices(gpu_config("0,1")) == {"gpu:0", "gpu:1"}
+    assert job_devices(gpu_config("")) == {"gpu"}
 
 
 def test_queue_runs_one_job_per_device_in_order(store):
-    scheduler = jobs.JobScheduler(store)
+    scheduler = JobScheduler(store)
     created = [store.create_job(fake_config(steps=4, step_s=0.05), name=f"j{i}") for i in range(3)]
     assert [j.id for j in store.queue()] == [j.id for j in created]
     assert all(j.waiting for j in store.queue())
@@ -412,7 +414,7 @@ def test_queue_runs_one_job_per_device_in_order(store):
 
 
 def test_jobs_on_different_gpus_run_together_and_a_waiting_job_is_not_overtaken(store):
-    scheduler = jobs.JobScheduler(store)
+    scheduler = JobScheduler(store)
     on_0 = store.create_job(gpu_config("0", hang=True))
     on_1 = store.create_job(gpu_config("1", hang=True))
     on_both = store.create_job(gpu_config("0,1", steps=2))
@@ -430,11 +432,11 @@ def test_jobs_on_different_gpus_run_together_and_a_waiting_job_is_not_overtaken(
 def test_queue_and_running_job_survive_a_restart(store):
     running = store.create_job(fake_config(steps=15, step_s=0.1))
     waiting = store.create_job(fake_config(steps=2))
-    assert [j.id for j in jobs.JobScheduler(store).tick()] == [running.id]
+    assert [j.id for j in JobScheduler(store).tick()] == [running.id]
     wait_state(store, running.id, "running")
     # The app restarts: a new store and scheduler, no Popen handles, the same WORKDIR.
     restarted = JobStore(store.workdir, trainer_argv=fake_argv)
-    scheduler = jobs.JobScheduler(restarted)
+    scheduler = JobScheduler(restarted)
     assert [j.id for j in restarted.queue()] == [waiting.id]
     assert scheduler.tick() == []
     assert restarted.refresh(running.id).state == "running"
@@ -444,7 +446,7 @@ def test_queue_and_running_job_survive_a_restart(store):
 
 
 def test_enqueue_resume_continues_from_the_checkpoint(store):
-    scheduler = jobs.JobScheduler(store)
+    scheduler = JobScheduler(store)
     job = store.create_job(fake_config(steps=30, step_s=0.05))
     scheduler.tick()
     wait_for(lambda: (store.refresh(job.id).step or 0) >= 3, 15, "3 steps")
@@ -463,7 +465,7 @@ def test_enqueue_resume_continues_from_the_checkpoint(store):
 
 
 def test_jobs_that_cannot_start_leave_the_queue_failed(store):
-    scheduler = jobs.JobScheduler(store)
+    scheduler = JobScheduler(store)
     broken = store.create_job(fake_config())
     broken.paths.config.unlink()
     stopped = store.create_job(fake_config())
@@ -480,7 +482,7 @@ def test_jobs_that_cannot_start_leave_the_queue_failed(store):
 
 
 def test_scheduler_thread_starts_queued_jobs(store):
-    scheduler = jobs.JobScheduler(store, interval_s=30)
+    scheduler = JobScheduler(store, interval_s=30)
     scheduler.start()
     try:
         job = store.create_job(fake_config(steps=2))
@@ -489,7 +491,7 @@ def test_scheduler_thread_starts_queued_jobs(store):
     finally:
         scheduler.stop()
     with pytest.raises(ValueError, match="at least 1"):
-        jobs.JobScheduler(store, max_per_device=0)
+        JobScheduler(store, max_per_device=0)
 
 
 def test_version_1_store_is_migrated_with_its_queue(tmp_path):
@@ -498,7 +500,7 @@ def test_version_1_store_is_migrated_with_its_queue(tmp_path):
     jobfiles.write_status(workdir / "jobs" / "20261123-011500-ab12", state="queued")
     with sqlite3.connect(workdir / "studio.db") as conn:
         conn.execute("CREATE TABLE schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-        for sql in jobs._MIGRATIONS[0]:
+        for sql in jobs.MIGRATIONS[0]:
             conn.execute(sql)
         conn.execute("INSERT INTO schema_version VALUES ('jobs', 1)")
         conn.execute("INSERT INTO jobs (id, name, created, job_dir, state) VALUES "

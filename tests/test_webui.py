@@ -44,6 +44,18 @@ def app_parts(tmp_path_factory):
     return ctx, build_app(ctx)
 
 
+@pytest.fixture(scope="module")
+def train_ui(tmp_path_factory):
+    """A built Train tab (no server): its handlers key what they return by its components."""
+    import gradio as gr
+
+    from webui import train_tab
+    from webui.context import make_context
+
+    with gr.Blocks():
+        return train_tab.build(make_context(tmp_path_factory.mktemp("train-ui")))
+
+
 def bad_file(tmp_path: Path) -> Path:
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(BAD_ROWS) + "\n", encoding="utf-8")
@@ -120,7 +132,7 @@ def test_auth_file_and_check(tmp_path):
     check = app.make_auth(app.read_auth_file(str(users)))
     assert check("alice", "s3cr:et") and check("bob", "pw")
     assert not check("alice", "pw") and not check("carol", "pw") and not check("bob", "")
-    from models.network import is_loopback
+    from plumbing.network import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
@@ -146,9 +158,10 @@ def test_every_component_text_comes_from_the_catalogue_and_relabels(app_parts):
     keys = ctx.texts.keys
     assert len(keys) == len(set(keys)), "an element id is used twice"
     assert all(key in CATALOGUE for key in keys)
+    components = dict(zip(keys, ctx.texts.components))
     updates = ctx.texts.updates("zh")
-    assert len(updates) == len(ctx.texts.components)
-    by_key = dict(zip(keys, updates))
+    assert list(updates) == ctx.texts.components
+    by_key = {key: updates[component] for key, component in components.items()}
     assert by_key["tab-train"]["label"] == "训练"
     assert by_key["train-start"]["value"] == "开始训练"
     assert by_key["train-load"]["label"] == "加载 YAML"  # an upload button shows its label
@@ -158,7 +171,7 @@ def test_every_component_text_comes_from_the_catalogue_and_relabels(app_parts):
         zh = props(key, "zh")
         sent = [v for k, v in update.items() if k != "__type__"]
         assert sent and all(v in zh.values() or any("{" in str(z) for z in zh.values()) for v in sent), key
-    assert ctx.texts.updates("en")[keys.index("tab-train")]["label"] == "Train"
+    assert ctx.texts.updates("en")[components["tab-train"]]["label"] == "Train"
 
 
 def test_form_has_one_widget_per_schema_key_with_the_schema_text(app_parts):
@@ -189,99 +202,98 @@ def test_form_values_round_trip_the_example_config():
     assert values[keys.index("finetuning.lora.target_modules")] == "all-linear"
 
 
-def test_invalid_yaml_still_fills_what_it_can_and_marks_the_rest(ctx, tmp_path):
+def test_invalid_yaml_still_fills_what_it_can_and_marks_the_rest(ctx, train_ui, tmp_path):
     from webui import train_tab
     from webui.form import BY_KEY
 
-    form = _form_stub()
+    form = train_ui.form
     path = tmp_path / "run.yaml"
     path.write_text("optim:\n  learning_rate: fast\n  max_steps: 7\nmethod: sft\nbogus: 1\n")
-    out = train_tab.load_yaml(ctx, form, str(path), "en")
-    keys = form.keys
-    values = out[: len(keys)]
-    assert values[keys.index("optim.max_steps")] == 7
-    assert values[keys.index("optim.learning_rate")] is None
-    assert values[keys.index("optim.seed")] == BY_KEY["optim.seed"].default
-    errors = out[len(keys): 2 * len(keys)]
-    assert "learning_rate: expected a number" in errors[keys.index("optim.learning_rate")]["value"]
-    assert errors[keys.index("optim.max_steps")]["visible"] is False
-    summary, marked, message = out[-3], out[-2], out[-1]
+    out = train_tab.load_yaml(ctx, train_ui, str(path), "en")
+    values = {key: out[widget] for key, widget in form.widgets.items()}
+    assert values["optim.max_steps"] == 7
+    assert values["optim.learning_rate"] is None
+    assert values["optim.seed"] == BY_KEY["optim.seed"].default
+    errors = {key: out[line] for key, line in form.errors.items()}
+    assert "learning_rate: expected a number" in errors["optim.learning_rate"]["value"]
+    assert errors["optim.max_steps"]["visible"] is False
+    summary, marked, message = out[train_ui.problems], out[train_ui.shown_errors], out[train_ui.io_status]
     assert "unknown key 'bogus'" in summary and "optim.learning_rate" in marked
     assert message == "Loaded run.yaml, with problems shown next to their fields."
 
 
-def test_yaml_is_loaded_safely(ctx, tmp_path):
+def test_yaml_is_loaded_safely(ctx, train_ui, tmp_path):
     from webui import train_tab
 
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.yaml"
     path.write_text(f"!!python/object/apply:os.system ['touch {marker}']\n")
-    out = train_tab.load_yaml(ctx, _form_stub(), str(path), "en")
-    assert out[-1].startswith("Cannot load evil.yaml") and not marker.exists()
+    out = train_tab.load_yaml(ctx, train_ui, str(path), "en")
+    assert out[train_ui.io_status].startswith("Cannot load evil.yaml") and not marker.exists()
 
 
-def test_erniekit_import_fills_the_form_and_lists_what_it_could_not_map(ctx):
+def test_erniekit_import_fills_the_form_and_lists_what_it_could_not_map(ctx, train_ui):
     from webui import train_tab
 
-    form = _form_stub()
-    out = train_tab.import_yaml(ctx, form, str(ROOT / "tests" / "fixtures" / "erniekit_sft_lora_0p3b.yaml"), "en")
-    keys = form.keys
-    assert out[keys.index("finetuning.type")] == "lora"
-    assert out[-1].startswith("Imported ERNIEKit config erniekit_sft_lora_0p3b.yaml")
+    fixture = str(ROOT / "tests" / "fixtures" / "erniekit_sft_lora_0p3b.yaml")
+    out = train_tab.import_yaml(ctx, train_ui, fixture, "en")
+    assert out[train_ui.form.widgets["finetuning.type"]] == "lora"
+    assert out[train_ui.io_status].startswith("Imported ERNIEKit config erniekit_sft_lora_0p3b.yaml")
 
 
-def test_start_marks_each_problem_next_to_its_field_and_queues_nothing(ctx):
+def test_start_marks_each_problem_next_to_its_field_and_queues_nothing(ctx, train_ui):
     from webui import train_tab
 
-    form = _form_stub()
+    form = train_ui.form
     values = _default_values(form)
     values[form.keys.index("optim.learning_rate")] = -1.0
     values[form.keys.index("data.train")] = pd.DataFrame([["/nowhere/x.jsonl", "auto", 1.0]])
-    updates, job_id = train_tab.start(ctx, form, values, "", "en")
+    updates, job_id = train_tab.start(ctx, train_ui, values, "", "en")
     assert job_id is None and ctx.store.list_jobs() == []
-    errors = dict(zip(form.keys, updates[: len(form.keys)]))
+    errors = {key: updates[line] for key, line in form.errors.items()}
     assert errors["optim.learning_rate"]["visible"] and "must be > 0" in errors["optim.learning_rate"]["value"]
     assert "data.train[0].path: file not found: /nowhere/x.jsonl" in errors["data.train"]["value"]
     assert not errors["optim.seed"]["visible"]
-    assert set(updates[-1]) == {"optim.learning_rate", "data.train"}
+    assert set(updates[train_ui.shown_errors]) == {"optim.learning_rate", "data.train"}
 
 
-def test_start_refuses_a_stored_dataset_with_invalid_rows_unless_skipped(ctx, tmp_path):
+def test_start_refuses_a_stored_dataset_with_invalid_rows_unless_skipped(ctx, train_ui, tmp_path):
     from webui import train_tab
 
-    form = _form_stub()
+    form = train_ui.form
     stored = ctx.datasets.add(bad_file(tmp_path), "bad.jsonl")
     values = _default_values(form)
     values[form.keys.index("data.train")] = pd.DataFrame([[str(stored.path), "messages", 1.0]])
-    updates, job_id = train_tab.start(ctx, form, values, "", "en")
+    updates, job_id = train_tab.start(ctx, train_ui, values, "", "en")
     assert job_id is None
-    assert "bad.jsonl has 3 invalid row(s)" in updates[form.keys.index("data.train")]["value"]
+    assert "bad.jsonl has 3 invalid row(s)" in updates[form.errors["data.train"]]["value"]
     values[form.keys.index("data.skip_invalid")] = True
-    updates, job_id = train_tab.start(ctx, form, values, "mine", "en")
+    updates, job_id = train_tab.start(ctx, train_ui, values, "mine", "en")
     assert job_id is not None
 
 
-def test_start_queues_a_valid_config_and_the_preview_shows_its_command(ctx):
+def test_start_queues_a_valid_config_and_the_preview_shows_its_command(ctx, train_ui):
     from webui import train_tab
 
-    form = _form_stub()
+    form = train_ui.form
     values = _default_values(form)
     values[form.keys.index("data.train")] = pd.DataFrame([[str(SAMPLE_SFT), "messages", 1.0]])
     values[form.keys.index("optim.max_steps")] = 5.0
-    command, config_text, *_ = train_tab.preview(ctx, form, values, "en", [])
+    shown = train_tab.preview(ctx, train_ui, values, "en", [])
+    command, config_text = shown[train_ui.command], shown[train_ui.config_yaml]
     assert "-m trainer run" in command and "--job-dir" in command
     assert yaml.safe_load(config_text)["optim"]["max_steps"] == 5
-    updates, job_id = train_tab.start(ctx, form, values, "first run", "en")
+    updates, job_id = train_tab.start(ctx, train_ui, values, "first run", "en")
     job = ctx.store.get_job(job_id)
     assert job.name == "first run" and job.state == "queued" and job.waiting
     assert yaml.safe_load(job.paths.config.read_text())["optim"]["max_steps"] == 5
-    assert updates[-2].startswith("Job **first run**")
+    assert updates[train_ui.problems].startswith("Job **first run**")
 
 
-def test_saved_yaml_loads_back_into_the_same_form(ctx):
+def test_saved_yaml_loads_back_into_the_same_form(ctx, train_ui):
     from webui import train_tab
 
-    form = _form_stub()
+    form = train_ui.form
     values = _default_values(form)
     values[form.keys.index("data.train")] = pd.DataFrame([[str(SAMPLE_SFT), "messages", 0.5]])
     values[form.keys.index("optim.learning_rate")] = 3e-4
@@ -290,43 +302,45 @@ def test_saved_yaml_loads_back_into_the_same_form(ctx):
     path = Path(saved["value"])
     assert path == ctx.workdir / "configs" / "my_run.yaml" and message == "Saved my_run.yaml; download it below."
     assert from_dict(yaml.safe_load(path.read_text())).optim.learning_rate == 3e-4
-    loaded = train_tab.load_yaml(ctx, form, str(path), "en")
-    assert loaded[-1] == "Loaded my_run.yaml."
-    again = loaded[: len(form.keys)]
-    assert again[form.keys.index("finetuning.lora.target_modules")] == "qkv_proj, o_proj"
-    assert again[form.keys.index("data.train")].values.tolist() == [[str(SAMPLE_SFT), "messages", 0.5]]
+    loaded = train_tab.load_yaml(ctx, train_ui, str(path), "en")
+    assert loaded[train_ui.io_status] == "Loaded my_run.yaml."
+    again = {key: loaded[widget] for key, widget in form.widgets.items()}
+    assert again["finetuning.lora.target_modules"] == "qkv_proj, o_proj"
+    assert again["data.train"].values.tolist() == [[str(SAMPLE_SFT), "messages", 0.5]]
 
 
-def test_preview_rechecks_marked_fields_as_they_change(ctx):
+def test_preview_rechecks_marked_fields_as_they_change(ctx, train_ui):
     from webui import train_tab
 
-    form = _form_stub()
+    form = train_ui.form
     values = _default_values(form)
     values[form.keys.index("optim.learning_rate")] = -1.0
-    marks = train_tab.preview(ctx, form, values, "en", [])[2:]
-    assert all(m == {"__type__": "update"} for m in marks[:-1]) and marks[-1] == []  # nothing shown yet
-    marks = train_tab.preview(ctx, form, values, "en", ["optim.learning_rate"])[2:]
-    assert marks[form.keys.index("optim.learning_rate")]["visible"]
+    out = train_tab.preview(ctx, train_ui, values, "en", [])
+    assert set(out) == {train_ui.command, train_ui.config_yaml}  # nothing shown yet: marks and state untouched
+    marks = train_tab.preview(ctx, train_ui, values, "en", ["optim.learning_rate"])
+    assert marks[form.errors["optim.learning_rate"]]["visible"]
     values[form.keys.index("optim.learning_rate")] = 1e-3
-    marks = train_tab.preview(ctx, form, values, "en", ["optim.learning_rate"])[2:]
-    assert not marks[form.keys.index("optim.learning_rate")]["visible"]
-    assert "optim.learning_rate" not in marks[-1]
+    marks = train_tab.preview(ctx, train_ui, values, "en", ["optim.learning_rate"])
+    assert not marks[form.errors["optim.learning_rate"]]["visible"]
+    assert "optim.learning_rate" not in marks[train_ui.shown_errors]
 
 
-def test_presets_follow_the_model():
+def test_presets_follow_the_model(train_ui):
     from webui import train_tab
 
-    form = _form_stub()
-    out = train_tab.apply_preset(form, "ernie-4.5-tiny-moe", "sft-full", "en")
-    updates = dict(zip(form.keys, out[:-1]))
+    def preset(model, name):
+        """(key -> widget value the preset sets, status line); a key left out keeps its value."""
+        out = train_tab.apply_preset(train_ui, model, name, "en")
+        return {key: out[w] for key, w in train_ui.form.widgets.items() if w in out}, out[train_ui.io_status]
+
+    updates, message = preset("ernie-4.5-tiny-moe", "sft-full")
     assert updates["finetuning.type"] == "full" and updates["optim.learning_rate"] == 3e-3
-    assert updates["optim.seed"] == {"__type__": "update"}
-    assert "sft-full" in out[-1]
-    big = dict(zip(form.keys, train_tab.apply_preset(form, "ERNIE-4.5-300B-A47B", "sft-full", "en")[:-1]))
+    assert "optim.seed" not in updates
+    assert "sft-full" in message
+    big = preset("ERNIE-4.5-300B-A47B", "sft-full")[0]
     assert big["moe.freeze_router"] is True and big["moe.bias_update_rate"] == 1e-3
-    assert dict(zip(form.keys, train_tab.apply_preset(form, "ERNIE-4.5-300B-A47B", "sft-lora", "en")[:-1])
-                )["moe.train_experts"] == "shared"
-    dense = dict(zip(form.keys, train_tab.apply_preset(form, "ERNIE-4.5-0.3B", "sft-full", "en")[:-1]))
+    assert preset("ERNIE-4.5-300B-A47B", "sft-lora")[0]["moe.train_experts"] == "shared"
+    dense = preset("ERNIE-4.5-0.3B", "sft-full")[0]
     assert dense["moe.freeze_router"] is False and dense["moe.bias_update_rate"] == 0.0, \
         "a dense model's preset puts the MoE settings back"
     assert train_tab._presets("/some/dir") == [] and "local checkpoint" in train_tab.model_info_text("/x", "en")
@@ -378,15 +392,15 @@ def test_data_views_name_file_line_and_field(ctx, tmp_path):
     from webui import data_tab
 
     stored = ctx.datasets.add(bad_file(tmp_path), "bad.jsonl")
-    summary, errors, note, _, preview, page_label, page, stats, _ = data_tab.show_dataset(ctx, stored.id, "en")
-    assert "4 rows: 1 valid, 3 invalid" in summary
-    frame = errors["value"]
+    report = data_tab.show_dataset(ctx, stored.id, "en")
+    assert "4 rows: 1 valid, 3 invalid" in report.summary
+    frame = report.errors["value"]
     assert list(frame.columns) == ["File", "Line", "Field", "Problem"]
     assert frame.values.tolist()[2] == ["bad.jsonl", 4, "messages[0].role",
                                         "unknown role 'robot'; expected system, user or assistant; tool calls are "
                                         "not supported"]
-    assert list(preview["OK"]) == ["✓", "✗", "✗", "✗"] and page_label == "Page 1 of 1" and page == 0
-    assert "**Rows** 1" in stats
+    assert list(report.preview["OK"]) == ["✓", "✗", "✗", "✗"] and report.page_label == "Page 1 of 1"
+    assert report.page == 0 and "**Rows** 1" in report.stats
 
 
 def test_preview_pages(ctx):
@@ -424,10 +438,10 @@ def test_reward_curves_of_a_dpo_job(ctx):
     assert list(accuracy["step"]) == [5, 10, 15, 20] and list(accuracy["value"]) == [0.25, 0.5, 0.75, 1.0]
     assert set(frame["series"]) == {"chosen", "rejected", "margin", "accuracy"}
     out = jobs_tab.render(ctx, job.id, None, "en")
-    assert out[5]["visible"] is True and "reward accuracy" in out[2] and "100%" in out[2]
+    assert out.rewards["visible"] is True and "reward accuracy" in out.stats and "100%" in out.stats
     plain = ctx.store.create_job({"method": "sft"}, name="plain")
     plain.paths.metrics.write_text(json.dumps({"step": 1, "loss": 1.0, "lr": 1e-3}) + "\n")
-    assert jobs_tab.render(ctx, plain.id, None, "en")[5]["visible"] is False
+    assert jobs_tab.render(ctx, plain.id, None, "en").rewards["visible"] is False
 
 
 def test_add_to_training_data_appends_once(ctx):
@@ -500,17 +514,17 @@ def test_jobs_view_and_actions(ctx):
     from webui import jobs_tab
 
     job = ctx.store.create_job({"method": "sft", "model": {"name_or_path": "m"}}, name="one")
-    table, choices, chosen, sig = jobs_tab.list_view(ctx, None, None, "en")
-    assert chosen == job.id and table.values.tolist()[0][:2] == ["one", "queued"]
-    assert jobs_tab.list_view(ctx, chosen, sig, "en")[0] == {"__type__": "update"}
+    listing, chosen = jobs_tab.list_view(ctx, None, None, "en")
+    assert chosen == job.id and listing.table.values.tolist()[0][:2] == ["one", "queued"]
+    assert jobs_tab.list_view(ctx, chosen, listing.table_sig, "en")[0].table == {"__type__": "update"}
     out = jobs_tab.render(ctx, job.id, None, "en")
-    assert "number 1 in the queue, waiting for cpu" in out[0]
-    assert "waiting to start" in out[1]
+    assert "number 1 in the queue, waiting for cpu" in out.header
+    assert "waiting to start" in out.progress
     assert jobs_tab.resume(ctx, job.id, "en").startswith("Cannot do that: ")
     assert jobs_tab.stop(ctx, job.id, "en") == f"Stopping {job.id}: it finishes its step and saves a checkpoint."
     assert ctx.store.get_job(job.id).state == "stopped"
-    _, _, select = jobs_tab.delete(ctx, job.id, "en")
-    assert ctx.store.list_jobs() == [] and select["value"] is None
+    deleted = jobs_tab.delete(ctx, job.id, "en")
+    assert ctx.store.list_jobs() == [] and deleted.select["value"] is None
 
 
 def test_expert_load_heatmap_and_imbalance_of_an_moe_job(ctx):
@@ -522,13 +536,13 @@ def test_expert_load_heatmap_and_imbalance_of_an_moe_job(ctx):
     job.paths.expert_load.write_text(json.dumps({"step": 10, "layers": [1, 2], "tokens": [[30, 10, 0, 0], [10, 10, 10, 10]],
                                                  "imbalance": [3.0, 1.0]}) + "\n")
     out = jobs_tab.render(ctx, job.id, None, "en")
-    heatmap, imbalance = out[6], out[7]
+    heatmap, imbalance = out.experts, out.imbalance
     assert heatmap["visible"] and 'data-step="10"' in heatmap["value"]
     assert "<th>L1</th>" in heatmap["value"] and "75%" in heatmap["value"] and "3.00" in heatmap["value"]
     assert imbalance["visible"] and list(imbalance["value"]["imbalance"]) == [3.5, 2.0]
     dense = ctx.store.create_job({"method": "sft"}, name="dense")
     dense.paths.metrics.write_text(json.dumps({"step": 1, "loss": 1.0, "lr": 1e-3}) + "\n")
-    assert jobs_tab.render(ctx, dense.id, None, "en")[6]["visible"] is False
+    assert jobs_tab.render(ctx, dense.id, None, "en").experts["visible"] is False
 
 
 def test_a_failed_job_shows_its_error(ctx):
@@ -538,10 +552,10 @@ def test_a_failed_job_shows_its_error(ctx):
     error = "the trainer exited with code 1 without reporting a final state; last lines of train.log:\n" \
             "ValueError: data.train[0]: no such file"
     write_status(job.job_dir, state="failed", error=error, started=time.time() - 3, ended=time.time())
-    header, *_, error_box, _, stop, resume, clone, delete, _ = jobs_tab.render(ctx, job.id, None, "en")
-    assert "**failed**" in header
-    assert error_box == {"__type__": "update", "value": error, "visible": True}
-    assert [b["interactive"] for b in (stop, resume, clone, delete)] == [False, False, True, True]
+    out = jobs_tab.render(ctx, job.id, None, "en")
+    assert "**failed**" in out.header
+    assert out.error == {"__type__": "update", "value": error, "visible": True}
+    assert [b["interactive"] for b in (out.stop, out.resume, out.clone, out.delete)] == [False, False, True, True]
 
 
 def test_export_output_directory_is_guarded(ctx, tmp_path):
@@ -565,27 +579,6 @@ def test_export_output_directory_is_guarded(ctx, tmp_path):
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-
-class _FormStub:
-    """The parts of webui.form.Form the handlers read, without building widgets."""
-
-    def __init__(self):
-        from webui.form import FIELDS
-
-        self.keys = [spec.key for spec in FIELDS]
-        self.widgets = dict.fromkeys(self.keys)
-        self.errors = dict.fromkeys(self.keys)
-        self.accordions = {"model": None, "optim-advanced": None, "optim": None}
-        self.accordion_of = {key: "optim" for key in self.keys}
-
-    @property
-    def inputs(self):
-        return list(self.widgets.values())
-
-
-def _form_stub():
-    return _FormStub()
-
 
 def _default_values(form) -> list:
     from webui.form import BY_KEY, to_widget

@@ -5,6 +5,11 @@ and a bad one by drag and drop, switch the language, see a refused Start, keep t
 apart, train an SFT-LoRA job on the tiny model while watching it, reload the page and open a second
 browser mid-run, restart app.py mid-run, export the finished job, delete it. Screenshots of each
 step go to tests/artifacts/.
+
+The tests after the restart use the finished job through the `trained_job` fixture: it is the job
+the page trained when that went well, and one the fixture trains through the app's queue when it did
+not, so one failure does not fail every test after it. Waits follow what the page or the app
+reports; their limits only catch a hang and are generous for a slow, busy machine.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.browser_helpers import Studio, launch_browser, shot, wait_until
+from plumbing.files import tail_text
+from tests.browser_helpers import Studio, launch_browser, reload_page, shot, wait_http, wait_until
 from tests.conftest import SAMPLE_SFT
-from trainer.jobfiles import read_status
+from trainer.jobfiles import COMPLETED, FAILED, STOPPED, read_status
 from trainer.jobs import JobStore
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -30,6 +36,12 @@ if not Path("/usr/bin/chromium").exists():
 JOB_NAME = "browser-lora"
 # Long enough to reload the page and restart the app while it runs, short enough for CI.
 MAX_STEPS = 300
+# What the page sets on top of the model's sft-lora preset before it starts the job.
+JOB_CHANGES = {"optim.max_steps": MAX_STEPS, "data.eval_split": 0.1, "logging.eval_steps": MAX_STEPS // 4}
+# The longest a training job may take here before a wait calls it a hang (a few minutes normally).
+TRAINING_LIMIT_S = 600
+# A test that may have to train the job first (the trained_job fixture) gets time for that too.
+may_train = pytest.mark.timeout(3 * TRAINING_LIMIT_S)
 BAD_JSONL = "\n".join([
     '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}',
     '{"messages": [{"role": "user", "content": "no answer"}]}',
@@ -62,10 +74,58 @@ def browser():
 def page(browser, studio):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
-    pg.set_default_timeout(30_000)
+    pg.set_default_timeout(60_000)
+    pg.set_default_navigation_timeout(180_000)
     open_studio(pg, studio)
     yield pg
     context.close()
+
+
+def job_named(store: JobStore, name: str):
+    return next((job for job in store.list_jobs() if job.name == name), None)
+
+
+def fallback_config() -> dict:
+    """The config the page builds for JOB_NAME: the default model's sft-lora preset, the sample
+    set, and JOB_CHANGES, validated as Start validates it."""
+    from models.registry import DEFAULT_MODEL, MODELS
+    from trainer.config import from_dict, set_key, to_dict
+
+    config: dict = {"model": {"name_or_path": DEFAULT_MODEL},
+                    "data": {"train": [{"path": str(SAMPLE_SFT), "format": "messages"}]}}
+    for key, value in {**MODELS[DEFAULT_MODEL].presets["sft-lora"], **JOB_CHANGES}.items():
+        set_key(config, key, value)
+    return to_dict(from_dict(config))
+
+
+@pytest.fixture(scope="module")
+def trained_job(page, studio):
+    """JOB_NAME, completed: the job the page trained, or, when the tests that train it failed or did
+    not run, one trained here through the app's queue (the app's scheduler starts it)."""
+    restarted = not studio.running
+    if restarted:  # the restart test may have left the app down
+        studio.start()
+    store = JobStore(studio.workdir)
+
+    def finished(job_id: str):
+        job = store.refresh(job_id)
+        return job.state in (COMPLETED, FAILED, STOPPED) and job
+
+    job = job_named(store, JOB_NAME)
+    if job is not None:  # a test failed while the job was queued or training: it still finishes
+        job = wait_until(lambda: finished(job.id), TRAINING_LIMIT_S, f"job {JOB_NAME} to finish")
+    if job is None or job.state != COMPLETED:
+        for leftover in [j for j in store.list_jobs() if j.name == JOB_NAME]:
+            store.delete_job(leftover.id)
+        job = store.create_job(fallback_config(), name=JOB_NAME)
+        job = wait_until(lambda: finished(job.id), TRAINING_LIMIT_S, f"the app to train job {JOB_NAME}")
+        assert job.state == COMPLETED, f"{job.error}\n{tail_text(job.paths.log, max_lines=40)}"
+    # a page whose app was restarted here reloads itself at some point; a failed test may have left
+    # an error page: either way, a fresh page
+    if restarted or page.locator("#data-upload").count() == 0:
+        reload_page(page, studio.url)
+        wait_loaded(page)
+    return job
 
 
 @pytest.fixture(autouse=True)
@@ -80,19 +140,36 @@ def evidence_on_failure(request, page, studio):
 
 def open_studio(pg, studio) -> None:
     pg.goto(studio.url)
-    pg.wait_for_selector("#data-list")
-    # the page-load handler fills the lists a moment after the page appears
-    pg.wait_for_timeout(1000)
+    wait_loaded(pg)
+
+
+def wait_loaded(pg) -> None:
+    """Until the page-load handler has filled the page: the dataset list has its columns (before,
+    it shows Gradio's placeholder ones) and, when it chose a dataset, that dataset's report is shown.
+    Acting earlier would race the handler, which sets the language, the lists and the report."""
+    from webui.i18n import LANGUAGES, t
+
+    headers = [t("msg-col-uploaded", lang) for lang in LANGUAGES]
+    pg.wait_for_function(
+        """(headers) => {
+            const list = document.querySelector('#data-list');
+            if (!list || !headers.some(h => list.textContent.includes(h))) return false;
+            const chosen = document.querySelector('#data-select input')?.value;
+            const report = document.querySelector('#data-summary [data-testid=markdown]');
+            return !chosen || (report && report.textContent.trim() !== '');
+        }""", arg=headers, timeout=120_000)
 
 
 def go(pg, tab: str) -> None:
     # a page that is not in front may have its timers throttled, and the monitor ticks on a timer
     pg.bring_to_front()
-    pg.get_by_role("tab", name=tab).click()
-    pg.wait_for_timeout(300)
+    button = pg.get_by_role("tab", name=tab)
+    button.click()
+    # a tab's content is drawn when the tab is chosen; its panel shows once it is
+    pg.locator("#" + button.get_attribute("aria-controls")).wait_for(state="visible")
 
 
-def wait_text(pg, selector: str, text: str, timeout_s: float = 30) -> str:
+def wait_text(pg, selector: str, text: str, timeout_s: float = 60) -> str:
     """Wait until the element's text contains `text`; return the text."""
     pg.wait_for_function(
         "([sel, text]) => { const e = document.querySelector(sel); return e && e.textContent.includes(text); }",
@@ -104,6 +181,23 @@ def set_number(pg, key_id: str, value) -> None:
     box = pg.locator(f"#{key_id} input")
     box.fill(str(value))
     box.press("Tab")
+
+
+def set_slider(pg, slider_id: str, value: str) -> None:
+    """Move a slider to `value` until its number box shows it: a slider drawn a moment ago (an
+    accordion just opened) can still take its initial value over one set right away."""
+    slider = pg.locator(f"#{slider_id} input[type=range]")
+    slider.wait_for(state="visible")
+
+    looks = []
+
+    def kept_value() -> bool:  # shown at two looks in a row, so no late initial value undid it
+        looks.append(pg.locator(f"#{slider_id} input[type=number]").input_value() == value)
+        if not looks[-1]:
+            slider.fill(value)
+        return looks[-2:] == [True, True]
+
+    wait_until(kept_value, 60, f"{slider_id} to read {value}", interval_s=0.5)
 
 
 def choose(pg, dropdown_id: str, option: str) -> None:
@@ -161,7 +255,8 @@ def test_upload_good_file_with_the_file_chooser_shows_preview_and_statistics(pag
     assert "format messages" in summary and "60 rows: 60 valid, 0 invalid" in summary
     assert "What is your name?" in wait_text(page, "#data-preview", "What is your name?")
     assert "Page 1 of 6" in page.locator("#data-page").text_content()
-    stats = wait_text(page, "#data-stats", "Tokens per row", timeout_s=90)
+    # token counts come from a `trainer data check` subprocess, which loads the tokenizer
+    stats = wait_text(page, "#data-stats", "Tokens per row", timeout_s=300)
     assert "**" not in stats and "Rows 60" in stats
     page.wait_for_function("[...document.querySelectorAll('#data-histogram [aria-label]')]"
                            ".some(e => e.getAttribute('aria-label').startsWith('tokens: '))")
@@ -257,6 +352,7 @@ def test_moe_options_are_in_the_form_for_moe_models_only(browser, studio):
 
 # -- a job, watched ----------------------------------------------------------------------------------
 
+@pytest.mark.timeout(2 * TRAINING_LIMIT_S)
 def test_sft_lora_job_is_watched_live_and_a_reload_shows_it_again(page, browser, studio):
     go(page, "Data")
     choose(page, "data-select", "sample_sft.jsonl")
@@ -277,9 +373,9 @@ def test_sft_lora_job_is_watched_live_and_a_reload_shows_it_again(page, browser,
     # Start switches to the Jobs tab and shows the new job.
     wait_text(page, "#jobs-header", JOB_NAME)
     page.wait_for_function("document.querySelector('#jobs-progress .studio-progress')"
-                           "?.getAttribute('data-state') === 'running'", timeout=90_000)
-    first = wait_until(lambda: loss_points(page) >= 3 and loss_points(page), 90, "the first loss points")
-    grown = wait_until(lambda: loss_points(page) >= first + 5 and loss_points(page), 60, "the loss curve to grow")
+                           "?.getAttribute('data-state') === 'running'", timeout=300_000)
+    first = wait_until(lambda: loss_points(page) >= 3 and loss_points(page), 300, "the first loss points")
+    grown = wait_until(lambda: loss_points(page) >= first + 5 and loss_points(page), 180, "the loss curve to grow")
     state, pct = progress(page)
     assert state == "running" and 0 < pct < 100
     assert "ETA" in page.locator("#jobs-progress").text_content()
@@ -289,16 +385,16 @@ def test_sft_lora_job_is_watched_live_and_a_reload_shows_it_again(page, browser,
     assert [h.strip() for h in page.locator("#jobs-experts tr th").all_text_contents()][:4] == ["", "E0", "E1", "E2"]
     heat_step = int(page.locator("#jobs-experts .studio-experts").get_attribute("data-step"))
     page.wait_for_function("(s) => +document.querySelector('#jobs-experts .studio-experts')"
-                           "?.getAttribute('data-step') > s", arg=heat_step, timeout=60_000)
+                           "?.getAttribute('data-step') > s", arg=heat_step, timeout=180_000)
     shot(page, "06-job-running")
 
-    page.reload()
-    page.wait_for_selector("#data-upload")
+    reload_page(page, studio.url)
+    wait_loaded(page)
     go(page, "Jobs")
     wait_text(page, "#jobs-header", JOB_NAME)
     assert "running" in page.locator("#jobs-header").text_content()
-    after = wait_until(lambda: loss_points(page) > grown and loss_points(page), 60, "the curve after the reload")
-    wait_until(lambda: loss_points(page) > after, 60, "the curve to keep growing after the reload")
+    after = wait_until(lambda: loss_points(page) > grown and loss_points(page), 180, "the curve after the reload")
+    wait_until(lambda: loss_points(page) > after, 180, "the curve to keep growing after the reload")
     assert page.locator("#jobs-stop").is_enabled()
     shot(page, "07-job-after-reload")
 
@@ -312,9 +408,11 @@ def test_sft_lora_job_is_watched_live_and_a_reload_shows_it_again(page, browser,
     other.close()
 
 
+@pytest.mark.timeout(2 * TRAINING_LIMIT_S)
 def test_running_job_survives_an_app_restart(page, studio):
     store = JobStore(studio.workdir)
-    job = next(j for j in store.list_jobs() if j.name == JOB_NAME)
+    job = job_named(store, JOB_NAME)
+    assert job is not None, "needs the job test_sft_lora_job_is_watched_live_... starts"
     assert job.state == "running", f"the job is {job.state} already; raise MAX_STEPS"
     launcher = read_status(job.job_dir)["launcher_pid"]
 
@@ -323,16 +421,19 @@ def test_running_job_survives_an_app_restart(page, studio):
     step_while_down = read_status(job.job_dir).get("step") or 0
     studio.start()
 
-    page.reload()
-    page.wait_for_selector("#data-upload")
+    # The restarted app must answer before the page is reloaded; the page may also reload itself
+    # when it finds the app again, which reload_page survives.
+    wait_http(studio.url + "config")
+    reload_page(page, studio.url)
+    wait_loaded(page)
     go(page, "Jobs")
     wait_text(page, "#jobs-header", JOB_NAME)
     assert "running" in page.locator("#jobs-header").text_content()
-    assert loss_points(page) >= step_while_down
+    wait_until(lambda: loss_points(page) >= step_while_down, 180, "the curve to show the steps trained before")
     shot(page, "08-job-after-app-restart")
 
     page.wait_for_function("document.querySelector('#jobs-progress .studio-progress')"
-                           "?.getAttribute('data-state') === 'completed'", timeout=240_000)
+                           "?.getAttribute('data-state') === 'completed'", timeout=TRAINING_LIMIT_S * 1000)
     state, pct = progress(page)
     assert state == "completed" and pct == 100
     page.wait_for_function("(last) => [...document.querySelectorAll('#jobs-loss [aria-label]')]"
@@ -346,11 +447,14 @@ def test_running_job_survives_an_app_restart(page, studio):
     shot(page, "09-job-completed")
 
 
-def test_export_merges_the_finished_job_and_shows_where_and_how_big(page, studio):
+@may_train
+def test_export_merges_the_finished_job_and_shows_where_and_how_big(page, trained_job):
     go(page, "Export")
-    choose(page, "export-job", JOB_NAME)
+    # choosing the tab lists the completed jobs again (the job may have finished since the page loaded)
+    wait_until(lambda: page.locator("#export-job input").input_value(), 60, "the Export tab to list a job")
+    choose(page, "export-job", f"{JOB_NAME} · {trained_job.id}")
     page.click("#export-start")
-    status = wait_text(page, "#export-status", "Exported to", timeout_s=180)
+    status = wait_text(page, "#export-status", "Exported to", timeout_s=600)
     match = re.search(r"Exported to (\S+) \(([\d.]+ [KMG]?B)\)", status)
     assert match, status
     out = Path(match.group(1))
@@ -365,40 +469,39 @@ def chat_replies(pg, side: str) -> list[str]:
                        ".map(e => e.textContent.trim())", f"chat-bot-{side}")
 
 
-def test_chat_with_the_tuned_model_beside_the_base(page, studio):
+@may_train
+def test_chat_with_the_tuned_model_beside_the_base(page, trained_job):
     conversations = [json.loads(line)["messages"] for line in SAMPLE_SFT.read_text(encoding="utf-8").splitlines()]
     singles = [c for c in conversations if len(c) == 2][:5]
-    job_dir = next(j.job_dir for j in JobStore(studio.workdir).list_jobs() if j.name == JOB_NAME)
+    job_dir = trained_job.job_dir
     go(page, "Chat")
     choose(page, "chat-model-a", f"{JOB_NAME}")
     page.click("#chat-load-a")
-    wait_text(page, "#chat-status-a", "Loaded", timeout_s=120)
+    # a model server is a process of its own that imports paddle before it loads the model
+    wait_text(page, "#chat-status-a", "Loaded", timeout_s=300)
     choose(page, "chat-model-b", "ernie-4.5-tiny-moe")
     page.click("#chat-load-b")
-    wait_text(page, "#chat-status-b", "Loaded", timeout_s=120)
+    wait_text(page, "#chat-status-b", "Loaded", timeout_s=300)
     assert page.locator("#chat-model-a input").input_value().endswith("output (LoRA adapter)")
     page.locator("#chat-settings").get_by_text("System prompt and sampling").click()
-    page.locator("#chat-temperature input[type=range]").wait_for(state="visible")
-    page.locator("#chat-temperature input[type=range]").fill("0")
-    wait_until(lambda: page.locator("#chat-temperature input[type=number]").input_value() == "0", 10,
-               "the temperature to read 0")
+    set_slider(page, "chat-temperature", "0")
 
     trained = 0
     for turn, conversation in enumerate(singles, 1):
         page.locator("#chat-input textarea").fill(conversation[0]["content"])
         page.click("#chat-send")
-        wait_until(lambda: len(chat_replies(page, "a")) >= turn and len(chat_replies(page, "b")) >= turn, 60,
+        wait_until(lambda: len(chat_replies(page, "a")) >= turn and len(chat_replies(page, "b")) >= turn, 180,
                    f"both replies to prompt {turn}")
         page.wait_for_function("() => !document.querySelector('#chat-bot-a .pending, #chat-bot-b .pending')")
         tuned, base = chat_replies(page, "a")[turn - 1], chat_replies(page, "b")[turn - 1]
         assert base != conversation[1]["content"]
         trained += tuned == conversation[1]["content"]
         page.click("#chat-clear")
-        wait_until(lambda: not chat_replies(page, "a"), 10, "the conversations to clear")
+        wait_until(lambda: not chat_replies(page, "a"), 60, "the conversations to clear")
         if trained:
             page.locator("#chat-input textarea").fill(conversation[0]["content"])
             page.click("#chat-send")
-            wait_until(lambda: chat_replies(page, "a") and chat_replies(page, "b"), 60, "the replies again")
+            wait_until(lambda: chat_replies(page, "a") and chat_replies(page, "b"), 180, "the replies again")
             page.wait_for_function("() => !document.querySelector('#chat-bot-a .pending, #chat-bot-b .pending')")
             shot(page, "12-chat-side-by-side")
             break
@@ -409,11 +512,12 @@ def test_chat_with_the_tuned_model_beside_the_base(page, studio):
     assert len(servers) == 1
     page.click("#chat-unload-a")
     wait_text(page, "#chat-status-a", "Not loaded")
-    servers[0].wait(timeout=20)
+    servers[0].wait(timeout=120)
     assert not servers[0].is_running()
 
 
-def test_clone_puts_the_job_config_back_into_the_form(page):
+@may_train
+def test_clone_puts_the_job_config_back_into_the_form(page, trained_job):
     go(page, "Jobs")
     choose(page, "jobs-select", JOB_NAME)
     wait_text(page, "#jobs-header", JOB_NAME)
@@ -424,10 +528,12 @@ def test_clone_puts_the_job_config_back_into_the_form(page):
     wait_text(page, "#train-config_yaml", f"max_steps: {MAX_STEPS}")
 
 
-def test_delete_asks_first_and_removes_the_job(page, studio):
+@may_train
+def test_delete_asks_first_and_removes_the_job(page, trained_job):
     go(page, "Jobs")
+    choose(page, "jobs-select", JOB_NAME)
     wait_text(page, "#jobs-header", JOB_NAME)
-    job_dir = next(j.job_dir for j in JobStore(studio.workdir).list_jobs() if j.name == JOB_NAME)
+    job_dir = trained_job.job_dir
     page.click("#jobs-delete")
     question = wait_text(page, "#jobs-delete_question", "Delete job")
     assert JOB_NAME in question
@@ -444,9 +550,10 @@ def test_delete_asks_first_and_removes_the_job(page, studio):
 
 # -- preference tuning -------------------------------------------------------------------------------
 
+@pytest.mark.timeout(2 * TRAINING_LIMIT_S)
 def test_a_dpo_job_from_upload_to_its_reward_curves(page, studio):
-    page.reload()  # a fresh session: an empty form
-    page.wait_for_selector("#data-upload")
+    reload_page(page, studio.url)  # a fresh session: an empty form
+    wait_loaded(page)
     go(page, "Data")
     with page.expect_file_chooser() as chooser:
         page.locator("#data-upload").get_by_text("Click to Upload").click()
@@ -472,7 +579,7 @@ def test_a_dpo_job_from_upload_to_its_reward_curves(page, studio):
 
     wait_text(page, "#jobs-header", "browser-dpo")
     page.wait_for_function("document.querySelector('#jobs-progress .studio-progress')"
-                           "?.getAttribute('data-state') === 'completed'", timeout=240_000)
+                           "?.getAttribute('data-state') === 'completed'", timeout=TRAINING_LIMIT_S * 1000)
     page.locator("#jobs-rewards").wait_for(state="visible")
     page.wait_for_function("[...document.querySelectorAll('#jobs-rewards [aria-label]')]"
                            ".filter(e => e.getAttribute('aria-label').includes('series: accuracy')).length >= 8")

@@ -66,7 +66,9 @@ def cmd_run(argv: list[str]) -> int:
         argv = command_preview(cfg, args.config, job_dir, resume=args.resume, overrides=args.overrides)
         print(f"[studio] launching {cfg.devices.nproc * cfg.devices.nnodes} processes: {' '.join(argv)}", flush=True)
         os.execv(argv[0], argv)
-    _tee_to_log(job_dir / "train.log")
+    from trainer.jobfiles import JobPaths
+
+    _tee_to_log(JobPaths(job_dir).log)
     print(f"[studio] job directory: {job_dir}", flush=True)
 
     from trainer.train import run
@@ -93,11 +95,29 @@ def cmd_export(argv: list[str]) -> int:
     return 0
 
 
+def cmd_validate(argv: list[str]) -> int:
+    """`python -m trainer config validate FILE [KEY=VALUE ...]`: print OK or every problem; exit 0 or 1."""
+    parser = argparse.ArgumentParser(prog="python -m trainer config validate",
+                                     description="Check a run config and print every problem.")
+    parser.add_argument("file", help="run config YAML")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="override a key, e.g. optim.learning_rate=3e-4")
+    args = parser.parse_args(argv)
+
+    from trainer.config import ConfigError, load_config
+
+    try:
+        load_config(args.file, args.overrides)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"OK: {args.file}")
+    return 0
+
+
 def cmd_config(argv: list[str]) -> int:
     if argv[:1] == ["validate"]:
-        from trainer.config import main_validate
-
-        return main_validate(argv[1:])
+        return cmd_validate(argv[1:])
     if argv[:1] == ["import-erniekit"]:
         from trainer.erniekit_import import main
 
@@ -123,7 +143,8 @@ def cmd_data(argv: list[str]) -> int:
     token_length = None
     if args.model:
         from models.loader import load_tokenizer
-        from models.registry import ModelNotFound, resolve_model_dir
+        from models.checkpoints import ModelNotFound
+        from models.registry import resolve_model_dir
         from trainer.data.tokenize import token_length as tokenizer_length
 
         try:

@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 
 from models.chat_template import TEMPLATES
-from trainer.config import ConfigError, from_dict, read_yaml_mapping, set_key, to_yaml, write_text_atomic
+from plumbing.files import atomic_write_text
+from trainer.config import ConfigError, from_dict, read_yaml_mapping, set_key, to_yaml
 
 # ERNIEKit key -> our key, for values that carry over unchanged (validation checks them later)
 _DIRECT = {
@@ -300,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
         exc.source = exc.source or args.file
         print(f"cannot import: {exc}", file=sys.stderr)
         return 1
-    write_text_atomic(args.output, to_yaml(cfg))
+    atomic_write_text(args.output, to_yaml(cfg))
     print(f"wrote {args.output}")
     if unmapped:
         print(f"\n{len(unmapped)} ERNIEKit key(s) with no equivalent here (not imported):")

@@ -11,10 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from models.loader import ADAPTER_INFO, save_model
-from models.registry import ModelNotFound
+from models.checkpoints import ModelNotFound, adapter_base, copy_tokenizer_files, is_adapter, save_model, staged
 from trainer.jobfiles import COMPLETED, JobPaths, read_status
-from trainer.train import TOKENIZER_FILES
 
 
 class ExportError(Exception):
@@ -23,7 +21,7 @@ class ExportError(Exception):
 
 def load_merged(adapter_dir: Path):
     """The base model with the adapter in `adapter_dir` merged in, as a plain model."""
-    from models.loader import adapter_base, load_checkpoint
+    from models.loader import load_checkpoint
 
     try:
         base_dir = adapter_base(adapter_dir)
@@ -41,19 +39,15 @@ def export(job_dir: Path, merge: bool = True, out_dir: Path | None = None) -> Pa
         raise ExportError(f"job {job_dir} is {status.get('state', 'unknown')}, not completed; nothing to export")
     if not paths.output.is_dir():
         raise ExportError(f"job {job_dir} has no output directory")
-    out_dir = Path(out_dir) if out_dir else paths.dir / "export"
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-
-    is_adapter = (paths.output / ADAPTER_INFO).is_file()
-    if is_adapter and not merge:
+    out_dir = Path(out_dir) if out_dir else paths.export
+    adapter = is_adapter(paths.output)
+    if adapter and not merge:
         raise ExportError("this job produced a LoRA adapter; pass --merge to write a self-contained model")
-    if is_adapter:
-        write_merged(paths.output, staging)
-    else:
-        shutil.copytree(paths.output, staging)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
+    with staged(out_dir) as staging:
+        if adapter:
+            write_merged(paths.output, staging)
+        else:
+            shutil.copytree(paths.output, staging)
     return out_dir
 
 
@@ -62,10 +56,4 @@ def write_merged(adapter_dir: Path, directory: Path) -> None:
     model, base_dir = load_merged(adapter_dir)
     directory.mkdir(parents=True)
     save_model(model, directory, (base_dir / "config.json").read_text(encoding="utf-8"))
-    for name in TOKENIZER_FILES:
-        if (adapter_dir / name).is_file():
-            shutil.copy2(adapter_dir / name, directory / name)
-
-
-def directory_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    copy_tokenizer_files(adapter_dir, directory)

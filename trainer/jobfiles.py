@@ -1,7 +1,8 @@
 """The job directory contract, shared by the trainer process and the UI.
 
 Everything a job is lives in WORKDIR/jobs/<id>/ (see DESIGN.md, "Contracts between UI and trainer"):
-config.yaml, status.json, metrics.jsonl, train.log, checkpoints/checkpoint-<step>/ and output/.
+config.yaml, status.json, metrics.jsonl, train.log, checkpoints/checkpoint-<step>/ and output/, and
+the optional launch_logs/, base_model/, expert_load.jsonl, export/, export.json and export.log.
 This module names those files, writes them atomically, tails them by byte offset, and carries the
 cooperative stop request (a STOP file beside SIGTERM). It must stay importable without paddle.
 
@@ -27,12 +28,14 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from models.locking import exclusive
+import yaml
+
+from plumbing.files import append_json_line, atomic_write_json, atomic_write_text, fsync_tree
+from plumbing.locking import exclusive
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -94,6 +97,35 @@ class JobPaths:
     def stop_file(self) -> Path:
         return self.dir / STOP_FILE
 
+    @property
+    def launch_logs(self) -> Path:
+        """Per-rank logs of a multi-process run (paddle.distributed.launch --log_dir)."""
+        return self.dir / "launch_logs"
+
+    @property
+    def base_model(self) -> Path:
+        """A LoRA adapter the job starts from, merged into its base so the job stands on its own."""
+        return self.dir / "base_model"
+
+    @property
+    def export(self) -> Path:
+        """Where `trainer export` writes when no other directory is given."""
+        return self.dir / "export"
+
+    @property
+    def export_state(self) -> Path:
+        """The UI's export runner: output directory, pid and exit code of the last export."""
+        return self.dir / "export.json"
+
+    @property
+    def export_log(self) -> Path:
+        return self.dir / "export.log"
+
+    def read_config(self) -> dict:
+        """config.yaml as a mapping ({} when empty); OSError or yaml.YAMLError when unreadable."""
+        config = yaml.safe_load(self.config.read_text(encoding="utf-8"))
+        return config if isinstance(config, dict) else {}
+
     def checkpoint_dir(self, step: int) -> Path:
         return self.checkpoints / f"checkpoint-{int(step)}"
 
@@ -124,7 +156,7 @@ def checkpoint_step(path: str | os.PathLike[str]) -> int | None:
 
 def mark_checkpoint_complete(checkpoint_dir: str | os.PathLike[str]) -> None:
     """Written by the trainer after everything else in the checkpoint is saved."""
-    _fsync_tree(Path(checkpoint_dir))
+    fsync_tree(checkpoint_dir)
     atomic_write_text(Path(checkpoint_dir) / CHECKPOINT_COMPLETE_MARKER, f"{time.time()}\n")
 
 
@@ -144,54 +176,6 @@ def prune_checkpoints(job_dir: str | os.PathLike[str], keep: int) -> list[Path]:
         (entry / CHECKPOINT_COMPLETE_MARKER).unlink(missing_ok=True)
         shutil.rmtree(entry, ignore_errors=True)
     return doomed
-
-
-def _fsync_tree(root: Path) -> None:
-    # The marker promises the files before it are on disk, not merely in the page cache.
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace `path` with `data` so that readers see either the old or the new file, never a mix."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    # Serialise before touching the file system, so an unserialisable object leaves nothing behind.
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def read_status(job_dir: str | os.PathLike[str]) -> dict:
@@ -243,16 +227,6 @@ def write_status(job_dir: str | os.PathLike[str], **fields: Any) -> dict:
 
 def append_metrics(job_dir: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
     append_json_line(JobPaths(job_dir).metrics, record)
-
-
-def append_json_line(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
-    """Append one JSON line in a single write, so a reader never sees half a record."""
-    line = (json.dumps(dict(record), separators=(",", ":")) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
 
 
 class _LineTail:
@@ -315,28 +289,6 @@ class LogTail(_LineTail):
 
     def read(self) -> list[str]:
         return [raw.decode("utf-8", errors="replace").rstrip("\r") for raw in self._read_lines()]
-
-
-def tail_text(path: str | os.PathLike[str], max_bytes: int = 8000, max_lines: int | None = None) -> str:
-    """The last lines of a text file (at most `max_bytes`, and `max_lines` if given); '' if missing."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return ""
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        start = max(0, size - max_bytes)
-        f.seek(start)
-        data = f.read()
-    if start > 0:
-        # Drop the first, probably cut, line unless it is the only one.
-        cut = data.find(b"\n")
-        if 0 <= cut < len(data) - 1:
-            data = data[cut + 1 :]
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    if max_lines is not None:
-        lines = lines[-max_lines:] if max_lines > 0 else []
-    return "\n".join(lines)
 
 
 def request_stop(job_dir: str | os.PathLike[str]) -> None:

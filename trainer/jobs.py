@@ -1,64 +1,52 @@
-"""The job store and launcher: create, spawn, watch, stop, list and delete training jobs.
+"""The job store: create, launch, watch, stop, list and delete jobs.
 
 The store is SQLite at WORKDIR/studio.db (WAL); the truth about a job's progress is its directory
 (status.json and friends, see trainer/jobfiles.py), which the store mirrors on `refresh`. Each job
-runs as `python -m trainer run JOB/config.yaml --job-dir JOB` in its own session and process group,
-detached from the UI, so the UI can restart and adopt it again from the store: nothing here relies
-on a Popen handle being present. Never imports paddle.
+runs as `python -m trainer run JOB/config.yaml --job-dir JOB`, detached from the UI
+(trainer/processes.py), so the UI can restart and adopt it again from the store: nothing here
+relies on a Popen handle being present. Never imports paddle.
 
 The launcher records in status.json `launcher_pid`/`launcher_create_time` (the process it spawned;
 liveness is judged on it, so a trainer may rewrite `pid`/`pgid` with rank 0's) and `launch_token`,
-which is also put in the trainer's environment as ERNIE_STUDIO_LAUNCH: every process of the launch
-inherits it, which is how ranks in sessions of their own (paddle.distributed.launch uses os.setsid)
-are found and killed.
+which finds every process of the launch.
 
 Stopping: `request_stop` (non-blocking) writes the STOP file, SIGTERMs the process group, sets
 `stopping` and records `stop_deadline` in status.json; any later `refresh`/`reap` past the deadline
-SIGKILLs the whole group and marks the job `stopped` with an error. `stop_job` does the same and
+SIGKILLs the whole launch and marks the job `stopped` with an error. `stop_job` does the same and
 waits. A job whose process is gone without a terminal state is marked `failed` with its log tail.
 
-The queue: a new job is `queued` with an `enqueued` time in the store; `enqueue_resume` puts a
-stopped or failed job back in the queue to continue from its checkpoint. `JobScheduler` starts
-queued jobs in order whenever the devices they need are free (one job per device by default). The
-queue is only rows in studio.db, so an app restarted later picks it up where it was.
+Queued jobs: a new job is `queued` with an `enqueued` time in the store; `enqueue_resume` puts a
+stopped or failed job back in the queue to continue from its checkpoint. trainer/scheduler.py
+decides when each starts.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import threading
 import time
-from collections import Counter
-from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
-import psutil
 import yaml
 
-from trainer import jobfiles
+from plumbing import sqlite
+from plumbing.files import atomic_write_text, tail_text
+from trainer import jobfiles, processes
 from trainer.jobfiles import ACTIVE_STATES, FAILED, QUEUED, STOPPED, STOPPING, JobFileError, JobPaths
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 JOB_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{4}")
 LOG_TAIL_LINES = 40
-_BUSY_TIMEOUT_MS = 10_000
-_POLL_S = 0.05
-_SCAN_POLL_S = 0.2
-# Set in the trainer's environment; every process of a launch inherits it, whatever its session.
-LAUNCH_ENV = "ERNIE_STUDIO_LAUNCH"
 
-# Each entry upgrades the jobs schema by one version; append, never edit, so old stores migrate.
-_MIGRATIONS: list[list[str]] = [
+# Each entry upgrades the jobs schema by one version (plumbing.sqlite.migrate); append, never edit.
+MIGRATIONS: list[list[str]] = [
     [
         """CREATE TABLE jobs (
             id TEXT PRIMARY KEY,
@@ -100,6 +88,11 @@ class JobNotFound(JobError, KeyError):
 class JobStateError(JobError):
     """The job is in a state that does not allow the operation (e.g. deleting a running job)."""
 
+
+# status.json of a job about to be launched again: queued, with nothing left of its last launch.
+_REQUEUED = dict(state=QUEUED, launched=None, pid=None, pgid=None, launcher_pid=None, launcher_create_time=None,
+                 launch_token=None, exit_code=None, ended=None, error=None, stop_requested=None,
+                 stop_deadline=None)
 
 TrainerArgv = Callable[[JobPaths, dict, bool], Sequence[str]]
 
@@ -180,106 +173,6 @@ def _is_launched_live(status: dict) -> bool:
     return state in ACTIVE_STATES or (state == QUEUED and status.get("launched") is not None)
 
 
-def _process_alive(pid: Any, create_time: float | None) -> bool:
-    """The process exists, is not a zombie, and (given its create_time) is not a reused pid."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        if create_time is not None and abs(proc.create_time() - create_time) > 0.5:
-            return False
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-    return True
-
-
-def _launcher(status: dict) -> tuple[Any, float | None]:
-    # launcher_pid is what start_job spawned; `pid` may be rewritten by the trainer (rank 0).
-    return status.get("launcher_pid", status.get("pid")), status.get("launcher_create_time")
-
-
-def _launcher_alive(status: dict) -> bool:
-    return _process_alive(*_launcher(status))
-
-
-def _owned_pgid(status: dict) -> int | None:
-    """The launcher's process group if it is still this job's (never the UI's own group)."""
-    pgid, create_time = _launcher(status)
-    if not isinstance(pgid, int) or pgid <= 1 or pgid == os.getpgrp():
-        return None
-    try:
-        leader_created = psutil.Process(pgid).create_time()
-    except psutil.NoSuchProcess:
-        # Linux does not reuse a process-group id while any member of the group remains.
-        return pgid
-    return pgid if create_time is None or abs(leader_created - create_time) <= 0.5 else None
-
-
-def _job_processes(status: dict) -> list[psutil.Process]:
-    """Live processes of this launch: the launcher's process group, and every process that inherited
-    its launch token, which finds ranks that paddle.distributed.launch starts in sessions of their own
-    (os.setsid) and children orphaned by a dead launcher."""
-    pgid = _owned_pgid(status)
-    token = status.get("launch_token")
-    found = []
-    for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
-            continue
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if (pgid is not None and os.getpgid(proc.pid) == pgid) or (
-                token and proc.environ().get(LAUNCH_ENV) == token
-            ):
-                found.append(proc)
-        except (OSError, psutil.Error):
-            continue
-    return found
-
-
-def _terminate(status: dict) -> None:
-    """Cooperative stop: SIGTERM the launcher's group (paddle.distributed.launch passes it on to
-    its ranks; the STOP file reaches them too)."""
-    pgid = _owned_pgid(status)
-    if pgid is not None:
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-
-
-def _kill_all(status: dict) -> bool:
-    """SIGKILL every process of the launch; True if there was any."""
-    pgid = _owned_pgid(status)
-    sent = False
-    if pgid is not None:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-            sent = True
-        except ProcessLookupError:
-            pass
-    for proc in _job_processes(status):
-        try:
-            proc.kill()
-            sent = True
-        except psutil.NoSuchProcess:
-            pass
-    return sent
-
-
-def _all_gone(status: dict) -> bool:
-    return not _launcher_alive(status) and not _job_processes(status)
-
-
-def _signal_name(code: int) -> str:
-    try:
-        return signal.Signals(-code).name
-    except ValueError:
-        return f"signal {-code}"
-
-
 class JobStore:
     """Jobs of one WORKDIR. Thread-safe: every call opens its own SQLite connection."""
 
@@ -297,48 +190,17 @@ class JobStore:
 
     # -- database -------------------------------------------------------------------------------
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        with closing(conn):
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            yield conn
+    def _db(self):
+        return sqlite.connect(self.db_path)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._db() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+    def _tx(self):
+        return sqlite.transaction(self.db_path)
 
     def _migrate(self) -> None:
-        with self._db() as conn:
-            conn.execute("PRAGMA journal_mode = WAL")
-        with self._tx() as conn:
-            # One row per component, so the dataset store can version its own tables in this file.
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-            )
-            row = conn.execute("SELECT version FROM schema_version WHERE component = 'jobs'").fetchone()
-            version = row["version"] if row else 0
-            if version > len(_MIGRATIONS):
-                raise JobError(
-                    f"{self.db_path} has jobs schema version {version}, newer than this code "
-                    f"({len(_MIGRATIONS)}); upgrade ERNIE Studio"
-                )
-            for statements in _MIGRATIONS[version:]:
-                for sql in statements:
-                    conn.execute(sql)
-            conn.execute(
-                "INSERT INTO schema_version (component, version) VALUES ('jobs', ?) "
-                "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                (len(_MIGRATIONS),),
-            )
+        try:
+            sqlite.migrate(self.db_path, "jobs", MIGRATIONS)
+        except sqlite.SchemaTooNew as e:
+            raise JobError(str(e)) from None
 
     def journal_mode(self) -> str:
         with self._db() as conn:
@@ -414,7 +276,7 @@ class JobStore:
             raise JobError(f"could not find a free job id in {self.jobs_dir}")
         try:
             paths = JobPaths(job_dir)
-            jobfiles.atomic_write_text(paths.config, text)
+            atomic_write_text(paths.config, text)
             status = jobfiles.write_status(job_dir, state=QUEUED, step=0, total_steps=None, error=None)
             created = time.time()
             with self._tx() as conn:
@@ -492,41 +354,25 @@ class JobStore:
             self._check_resumable(job)
             resume = True
 
-        config = yaml.safe_load(paths.config.read_text(encoding="utf-8"))
-        argv = [str(a) for a in self.trainer_argv(paths, config, resume)]
+        argv = [str(a) for a in self.trainer_argv(paths, paths.read_config(), resume)]
         jobfiles.clear_stop(paths.dir)
-        jobfiles.write_status(
-            paths.dir, state=QUEUED, launched=None, pid=None, pgid=None, launcher_pid=None,
-            launcher_create_time=None, launch_token=None, exit_code=None, ended=None, error=None,
-            stop_requested=None, stop_deadline=None,
-        )
+        jobfiles.write_status(paths.dir, **_REQUEUED)
         token = f"{job_id}-{secrets.token_hex(8)}"
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **{LAUNCH_ENV: token})
-        with open(paths.log, "ab") as log:
-            log.write(f"[studio] {time.strftime('%Y-%m-%d %H:%M:%S')} launching: {' '.join(argv)}\n".encode())
-            log.flush()
-            try:
-                proc = subprocess.Popen(
-                    argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                )
-            except OSError as e:
-                self._dequeue(job_id)
-                status = jobfiles.write_status(
-                    paths.dir, state=FAILED, ended=time.time(), error=f"could not start the trainer {argv[0]!r}: {e}"
-                )
-                self._mirror(job_id, status)
-                raise JobError(status["error"]) from e
+        try:
+            proc = processes.spawn_detached(argv, paths.log, env={processes.LAUNCH_ENV: token})
+        except OSError as e:
+            self._dequeue(job_id)
+            status = jobfiles.write_status(
+                paths.dir, state=FAILED, ended=time.time(), error=f"could not start the trainer {argv[0]!r}: {e}"
+            )
+            self._mirror(job_id, status)
+            raise JobError(status["error"]) from e
         self._dequeue(job_id)
         # start_new_session makes the child the leader of a new session and process group.
         pid = pgid = proc.pid
-        try:
-            create_time = psutil.Process(pid).create_time()
-        except psutil.NoSuchProcess:
-            create_time = None
         status = jobfiles.write_status(
             paths.dir, launched=time.time(), pid=pid, pgid=pgid, launcher_pid=pid,
-            launcher_create_time=create_time, launch_token=token,
+            launcher_create_time=processes.create_time(pid), launch_token=token,
         )
         self._mirror(job_id, status)
         with self._lock:
@@ -550,11 +396,7 @@ class JobStore:
                 raise JobStateError(f"job {job_id} is {job.state}; only a stopped or failed job can be resumed")
             self._check_resumable(job)
             jobfiles.clear_stop(job.job_dir)
-            status = jobfiles.write_status(
-                job.job_dir, state=QUEUED, launched=None, pid=None, pgid=None, launcher_pid=None,
-                launcher_create_time=None, launch_token=None, exit_code=None, ended=None, error=None,
-                stop_requested=None, stop_deadline=None,
-            )
+            status = jobfiles.write_status(job.job_dir, **_REQUEUED)
             with self._tx() as conn:
                 conn.execute("UPDATE jobs SET enqueued = ?, resume = 1 WHERE id = ?", (time.time(), job_id))
             self._mirror(job_id, status)
@@ -602,9 +444,9 @@ class JobStore:
             return self._job(row)
         deadline = status.get("stop_deadline")
         live = _is_launched_live(status)
-        if deadline is not None and (time.time() >= deadline or (not live and _all_gone(status))):
+        if deadline is not None and (time.time() >= deadline or (not live and processes.all_gone(status))):
             status = self._enforce_stop(job_id, paths, status)
-        elif live and not _launcher_alive(status):
+        elif live and not processes.launcher_alive(status):
             status = self._mark_dead(job_id, paths, status)
         if row["state"] != status.get("state") or row["pid"] != status.get("pid"):
             self._mirror(job_id, status)
@@ -628,7 +470,7 @@ class JobStore:
 
     def _mark_dead(self, job_id: str, paths: JobPaths, status: dict) -> dict:
         # The launcher is gone, but ranks or children may remain (e.g. it was OOM-killed): end them.
-        _kill_all(status)
+        processes.kill_all(status)
         error = self._dead_error(job_id, paths, status)
 
         def change(current: dict) -> dict | None:
@@ -644,17 +486,17 @@ class JobStore:
         if code is None:
             reason = f"the trainer process {status.get('pid')} is gone without reporting a final state"
         elif code < 0:
-            reason = f"the trainer was killed by {_signal_name(code)} without reporting a final state"
+            reason = f"the trainer was killed by {processes.signal_name(code)} without reporting a final state"
         else:
             reason = f"the trainer exited with code {code} without reporting a final state"
-        tail = jobfiles.tail_text(paths.log, max_bytes=16000, max_lines=LOG_TAIL_LINES)
+        tail = tail_text(paths.log, max_bytes=16000, max_lines=LOG_TAIL_LINES)
         return f"{reason}; last lines of train.log:\n{tail}" if tail else f"{reason}; train.log is empty"
 
     def _enforce_stop(self, job_id: str, paths: JobPaths, status: dict) -> dict:
         """The stop deadline has passed: SIGKILL what is left of the launch, once."""
-        killed = not _all_gone(status) and _kill_all(status)
+        killed = not processes.all_gone(status) and processes.kill_all(status)
         if killed:
-            self._wait_gone(status, timeout_s=5.0)
+            processes.wait_gone(status, timeout_s=5.0)
         grace = status.get("stop_grace_s")
         waited = f"{grace:g}s" if isinstance(grace, (int, float)) else "the grace period"
 
@@ -671,20 +513,6 @@ class JobStore:
             return fields
 
         return jobfiles.update_status(paths.dir, change)
-
-    @staticmethod
-    def _wait_gone(status: dict, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        # Polling the launcher is cheap; the scan for stragglers reads every process's environment.
-        while _launcher_alive(status):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(_POLL_S)
-        while _job_processes(status):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(_SCAN_POLL_S)
-        return True
 
     # -- stop -----------------------------------------------------------------------------------
 
@@ -717,7 +545,7 @@ class JobStore:
             return fields
 
         status = jobfiles.update_status(paths.dir, change)
-        _terminate(status)
+        processes.terminate(status)
         self._mirror(job_id, status)
         return self._job(self._row(job_id), status)
 
@@ -728,107 +556,6 @@ class JobStore:
         deadline = status.get("stop_deadline")
         if deadline is None:
             return job
-        if not self._wait_gone(status, timeout_s=max(0.0, deadline - time.time())):
+        if not processes.wait_gone(status, timeout_s=max(0.0, deadline - time.time())):
             self._enforce_stop(job_id, job.paths, jobfiles.read_status(job.job_dir))
         return self.refresh(job_id)
-
-
-# -- the queue ---------------------------------------------------------------------------------------
-
-
-def job_devices(config: Any) -> frozenset[str]:
-    """The devices a job occupies on this machine: {"cpu"}, or {"gpu:0", "gpu:1"} for devices.gpu_ids 0,1."""
-    devices = config.get("devices") if isinstance(config, dict) else None
-    devices = devices if isinstance(devices, dict) else {}
-    if devices.get("device") == "gpu":
-        ids = [part.strip() for part in str(devices.get("gpu_ids") or "").split(",") if part.strip()]
-        return frozenset(f"gpu:{i}" for i in ids) or frozenset({"gpu"})
-    return frozenset({"cpu"})
-
-
-class JobScheduler:
-    """Starts queued jobs, oldest first, when the devices they need are free.
-
-    `tick()` is one pass: it reconciles active jobs (deaths, stop deadlines), counts the jobs on each
-    device, and starts every waiting job whose devices all have room (`max_per_device` jobs each). A
-    waiting job reserves its devices, so a later job cannot overtake it on them. Ticks are serialised
-    across processes by a lock file, so two apps on one WORKDIR never start a job twice.
-    `start()` runs ticks in a daemon thread every `interval_s`, and at once after `kick()`.
-    """
-
-    def __init__(self, store: JobStore, max_per_device: int = 1, interval_s: float = 1.0):
-        if max_per_device < 1:
-            raise ValueError(f"max_per_device must be at least 1, got {max_per_device}")
-        self.store = store
-        self.max_per_device = max_per_device
-        self.interval_s = interval_s
-        self._wake = threading.Event()
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock_path = store.workdir / "scheduler.lock"
-
-    def _config(self, job: Job) -> dict:
-        return yaml.safe_load(job.paths.config.read_text(encoding="utf-8")) or {}
-
-    def tick(self) -> list[Job]:
-        """One scheduling pass; returns the jobs it started."""
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            return self._tick()
-        finally:
-            os.close(fd)
-
-    def _tick(self) -> list[Job]:
-        busy: Counter = Counter()
-        for job in self.store.reap():
-            try:
-                busy.update(job_devices(self._config(job)))
-            except (OSError, yaml.YAMLError):
-                busy.update({"cpu"})
-        started = []
-        for job in self.store.queue():
-            try:
-                devices = job_devices(self._config(job))
-            except (OSError, yaml.YAMLError) as e:
-                self.store.fail_waiting(job.id, f"cannot read {job.paths.config}: {e}")
-                continue
-            if any(busy[d] >= self.max_per_device for d in devices):
-                for d in devices:
-                    busy[d] = max(busy[d], self.max_per_device)
-                continue
-            try:
-                started.append(self.store.start_job(job.id))
-            except JobStateError as e:
-                self.store.fail_waiting(job.id, str(e))
-                continue
-            except JobError:
-                continue  # start_job has marked it failed with the reason
-            busy.update(devices)
-        return started
-
-    def kick(self) -> None:
-        """Run a tick now (after a job was queued, stopped or finished)."""
-        self._wake.set()
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._loop, name="job-scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                self.tick()
-            except Exception as e:  # noqa: BLE001 - the scheduler must outlive one bad pass
-                print(f"[studio] scheduler pass failed: {e.__class__.__name__}: {e}", flush=True)
-            self._wake.wait(self.interval_s)
-            self._wake.clear()

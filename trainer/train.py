@@ -18,13 +18,15 @@ import time
 import traceback
 from pathlib import Path
 
+from models.checkpoints import (
+    copy_tokenizer_files, is_adapter, publish, remove_save_leftovers, staged, staging_dir, write_adapter_info,
+)
+from plumbing.files import atomic_write_text
 from trainer.config import ConfigError, RunConfig
 from trainer.jobfiles import (
     COMPLETED, FAILED, RUNNING, STOPPED, JobPaths, checkpoint_step, read_status, stop_requested, write_status,
 )
 
-TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-                   "added_tokens.json", "tokenizer.json")
 
 
 def rank() -> int:
@@ -83,7 +85,7 @@ def lora_target_patterns(model, targets: list[str], exclude: list[str] = ()) -> 
 
 def moe_overrides(cfg: RunConfig, model_dir: Path) -> dict:
     """Model-config values the run's `moe` section sets; MoE options on a dense model are refused."""
-    from models.loader import is_moe
+    from models.checkpoints import is_moe
     from trainer.config import field_spec
 
     if not is_moe(model_dir):
@@ -203,9 +205,8 @@ def save_output(cfg: RunConfig, trainer, model_dir: Path, out_dir: Path, is_main
     Every rank takes part in `save_model` (it synchronises the ranks); only rank 0 writes.
     """
     from models.chat_template import ship_template
-    from models.loader import ADAPTER_INFO, remove_save_leftovers
 
-    staging = out_dir.with_name(out_dir.name + ".partial")
+    staging = staging_dir(out_dir)
     if is_main:
         shutil.rmtree(staging, ignore_errors=True)
     trainer.save_model(str(staging))
@@ -213,17 +214,12 @@ def save_output(cfg: RunConfig, trainer, model_dir: Path, out_dir: Path, is_main
         return
     remove_save_leftovers(staging)
     (staging / "training_args.bin").unlink(missing_ok=True)
-    for name in TOKENIZER_FILES:
-        if (model_dir / name).is_file():
-            shutil.copy2(model_dir / name, staging / name)
+    copy_tokenizer_files(model_dir, staging)
     if cfg.model.template != "auto":
         ship_template(staging / "tokenizer_config.json", cfg.model.template)
     if cfg.finetuning.type == "lora":
-        (staging / ADAPTER_INFO).write_text(json.dumps(
-            {"base_model": str(model_dir), "base_model_name": cfg.model.name_or_path, "method": cfg.method},
-            indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(staging, out_dir)
+        write_adapter_info(staging, model_dir, cfg.model.name_or_path, cfg.method)
+    publish(staging, out_dir)
 
 
 def _truncate_metrics_after(paths: JobPaths, step: int) -> None:
@@ -234,9 +230,7 @@ def _truncate_metrics_after(paths: JobPaths, step: int) -> None:
             continue
         kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
                 if line.strip() and json.loads(line).get("step", 0) <= step]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(kept))
 
 
 def studio_trainer_class(method: str = "sft"):
@@ -344,22 +338,19 @@ def dpo_setup(cfg: RunConfig, model, model_dir: Path, dtype: str) -> dict:
 def starting_point(cfg: RunConfig, paths: JobPaths) -> Path:
     """The checkpoint directory the job starts from. A LoRA job's output (an adapter) is merged into
     its base first, into JOB/base_model, so a job built on it (SFT, then DPO) stands on its own."""
-    from models.loader import is_adapter
     from models.registry import resolve_model_dir
 
     source = Path(cfg.model.name_or_path).expanduser()
     if not (source.is_dir() and is_adapter(source)):
         return resolve_model_dir(cfg.model.name_or_path)
-    merged = paths.dir / "base_model"
+    merged = paths.base_model
     if not (merged / "config.json").is_file():
         if rank() == 0:
             from trainer.export import write_merged
 
-            staging = merged.with_name(merged.name + ".partial")
-            shutil.rmtree(staging, ignore_errors=True)
             log(f"model: {source} is a LoRA adapter; merging it into its base at {merged}")
-            write_merged(source, staging)
-            os.replace(staging, merged)
+            with staged(merged) as staging:
+                write_merged(source, staging)
         else:
             while not (merged / "config.json").is_file():
                 time.sleep(1)

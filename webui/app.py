@@ -62,7 +62,7 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
 
         data_tab.connect(ctx, data, train.form, lang)
         train_tab.connect(ctx, train, lang)
-        table_sig = jobs_tab.connect(ctx, jobs, lang)
+        jobs_tab.connect(ctx, jobs, lang)
         export_tab.connect(ctx, export, lang)
         chat_tab.connect(ctx, chat, lang)
 
@@ -73,40 +73,40 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
             try:
                 mapping = jobs_tab.load_config(ctx, job_id)
             except (JobError, ValueError, OSError, yaml.YAMLError) as e:
-                return [*[gr.skip()] * len(train.fill_outputs()), gr.skip(),
-                        t("msg-jobs-failed-action", lang_value, error=str(e)), gr.skip()]
-            return [*train_tab.fill_form(ctx, train.form, mapping, lang_value), gr.Tabs(selected="train"),
-                    t("msg-train-cloned", lang_value, id=job_id), gr.skip()]
+                return {jobs.action_status: t("msg-jobs-failed-action", lang_value, error=str(e))}
+            return {**train_tab.fill_form(ctx, train, mapping, lang_value), tabs: gr.Tabs(selected="train"),
+                    train.io_status: t("msg-train-cloned", lang_value, id=job_id)}
 
-        jobs.clone.click(clone, [jobs.select, lang], [*train.fill_outputs(), tabs, train.io_status, jobs.action_status]) \
-            .then(*train.preview_event(ctx, lang), show_progress="hidden")
+        train_tab.then_preview(ctx, train, lang, jobs.clone.click(
+            clone, [jobs.select, lang], [*train.fill_outputs(), tabs, jobs.action_status]))
+
+        def show_dataset(dataset_id, lang_value):
+            return data.updates(data_tab.show_dataset(ctx, dataset_id, lang_value))
+
+        def dataset_list(dataset_id, lang_value):
+            return data.updates(data_tab.refresh_list(ctx, dataset_id, lang_value))
+
+        def export_choice(job_id, lang_value):
+            return export.updates(export_tab.refresh(ctx, job_id, lang_value))
 
         # A language switch relabels every catalogued component and re-renders what handlers wrote.
-        lang.change(T.updates, lang, T.components, show_progress="hidden") \
-            .then(*train.preview_event(ctx, lang)) \
-            .then(lambda d, lg: data_tab.show_dataset(ctx, d, lg), [data.select, lang], data.report_outputs()) \
-            .then(lambda d, lg: data_tab.refresh_list(ctx, d, lg), [data.select, lang], data_tab.list_outputs(data)) \
-            .then(lambda m, lg: train_tab.model_info_text(m, lg), [train.form.widgets[train_tab.MODEL_KEY], lang],
-                  train.model_info) \
-            .then(lambda *v: train_tab.relabel_tables(*v), [*train.table_widgets(), lang], train.table_widgets())
+        switched = lang.change(T.updates, lang, T.components, show_progress="hidden")
+        train_tab.then_relabel(ctx, train, lang, switched) \
+            .then(show_dataset, [data.select, lang], data.outputs(data_tab.Report)) \
+            .then(dataset_list, [data.select, lang], data.outputs(data_tab.Listing))
 
-        data_tab_ui.select(lambda d, lg: data_tab.refresh_list(ctx, d, lg), [data.select, lang],
-                           data_tab.list_outputs(data), show_progress="hidden")
-        export_tab_ui.select(lambda j, lg: export_tab.refresh(ctx, j, lg), [export.job, lang],
-                             [export.job, export.status, export.log], show_progress="hidden")
+        data_tab_ui.select(dataset_list, [data.select, lang], data.outputs(data_tab.Listing), show_progress="hidden")
+        export_tab_ui.select(export_choice, [export.job, lang], export.outputs(export_tab.ExportChoice),
+                             show_progress="hidden")
 
         def on_load(request: gr.Request):
             accept = (request.headers.get("accept-language", "") if request else "").lower()
             lang_value = "zh" if accept.startswith("zh") else DEFAULT_LANG
-            data_view = data_tab.refresh_list(ctx, None, lang_value)
-            export_view = export_tab.refresh(ctx, None, lang_value)
-            return [lang_value, *data_view, *jobs_tab.on_load(ctx, lang_value), *export_view]
+            return {lang: lang_value, **dataset_list(None, lang_value), **jobs_tab.on_load(ctx, jobs, lang_value),
+                    **export_choice(None, lang_value)}
 
-        demo.load(on_load, None, [lang, *data_tab.list_outputs(data), jobs.table, jobs.select, table_sig,
-                                  *jobs.monitor_outputs(), export.job, export.status, export.log],
-                  show_progress="hidden") \
-            .then(lambda d, lg: data_tab.show_dataset(ctx, d, lg), [data.select, lang], data.report_outputs()) \
-            .then(lambda *v: train_tab.preview(ctx, train.form, list(v[:-2]), v[-2], v[-1]),
-                  [*train.form.inputs, lang, train.shown_errors], [train.command, train.config_yaml,
-                                                                    *train.mark_outputs()])
+        loaded = demo.load(on_load, None, [lang, *data.outputs(data_tab.Listing), *jobs.tick_outputs(),
+                                           *export.outputs(export_tab.ExportChoice)], show_progress="hidden") \
+            .then(show_dataset, [data.select, lang], data.outputs(data_tab.Report))
+        train_tab.then_preview(ctx, train, lang, loaded)
     return demo

@@ -146,7 +146,8 @@ def unload(ctx: StudioContext, checkpoint: str, lang: str) -> str:
 
 def send(ctx: StudioContext, text: str, histories: list[list[dict]], checkpoints: list[str], settings: list,
          lang: str):
-    """Stream both sides' replies; yields the message box and both histories after every delta."""
+    """Stream both sides' replies; yields the message box's value, then every side's history (in
+    the order of `histories`), after every delta."""
     histories = [list(h or []) for h in histories]
     if not text or not text.strip():
         yield gr.skip(), *histories
@@ -201,12 +202,17 @@ def connect(ctx: StudioContext, tab: ChatTab, lang: gr.Radio) -> None:
         # A job finished since the page loaded is offered as soon as the list is opened.
         side.model.focus(partial(refreshed_choices, ctx, index > 0), None, side.model)
 
-    def on_send(text, bot_a, bot_b, model_a, model_b, *rest):
-        *settings, language = rest
-        yield from send(ctx, text, [bot_a, bot_b], [model_a, model_b], settings, language)
+    bots = [side.bot for side in tab.sides]
 
-    inputs = [tab.message, *(s.bot for s in tab.sides), *(s.model for s in tab.sides), *tab.settings, lang]
-    outputs = [tab.message, *(s.bot for s in tab.sides)]
+    def on_send(data: dict):
+        histories = [data[bot] for bot in bots]
+        checkpoints = [data[side.model] for side in tab.sides]
+        settings = [data[setting] for setting in tab.settings]
+        for message, *replies in send(ctx, data[tab.message], histories, checkpoints, settings, data[lang]):
+            yield {tab.message: message, **dict(zip(bots, replies))}
+
+    inputs = {tab.message, *bots, *(side.model for side in tab.sides), *tab.settings, lang}
+    outputs = [tab.message, *bots]
     tab.send.click(on_send, inputs, outputs)
     tab.message.submit(on_send, inputs, outputs)
-    tab.clear.click(lambda: ([], []), None, [s.bot for s in tab.sides])
+    tab.clear.click(lambda: {bot: [] for bot in bots}, None, bots)

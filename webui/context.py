@@ -12,7 +12,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.jobs import JobScheduler, JobStore
+from trainer.jobs import JobStore
+from trainer.scheduler import JobScheduler
 from webui.dataset_store import DatasetStore
 from webui.exports import ExportRunner
 from webui.i18n import Texts

@@ -5,6 +5,9 @@ line and field, a paged preview, statistics with a token-length histogram, and t
 Validation and character statistics run in this process (trainer.data has no paddle); token counts
 need the tokenizer, so they come from `python -m trainer data check --json` in a subprocess
 (webui.dataset_store.count_tokens) and are cached per model and length.
+
+The views are named tuples whose fields are named after the DataTab components they go to
+(`DataTab.updates` turns one into `{component: value}`), so adding a component moves nothing else.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 import pandas as pd
@@ -26,13 +29,71 @@ from webui.dataset_store import Dataset, DatasetError, count_tokens, human_size,
 from webui.form import ENTRY_COLUMNS, ENTRY_DEFAULTS, Form, from_widget, to_widget
 from webui.form import BY_KEY as FORM_SPECS
 from webui.i18n import t
+from webui.views import TabViews
 
 PAGE_SIZE = 10
 CELL_CHARS = 300
 
 
+class Report(NamedTuple):
+    """A dataset's validation report, first preview page and statistics."""
+    summary: Any
+    errors: Any
+    errors_note: Any
+    report: Any
+    preview: Any
+    page_label: Any
+    page: int
+    stats: Any
+    histogram: Any
+
+
+class Page(NamedTuple):
+    preview: Any
+    page_label: Any
+    page: int
+
+
+class Tokens(NamedTuple):
+    stats: Any
+    histogram: Any
+
+
+class Stored(NamedTuple):
+    """What an upload leaves: one line per file, the list, and an empty upload box."""
+    status: str
+    table: Any
+    select: Any
+    upload: None
+
+
+class Listing(NamedTuple):
+    table: Any
+    select: Any
+    status: str
+
+
+class DeleteQuestion(NamedTuple):
+    confirm_row: Any
+    question: str
+    status: str
+
+
+class Deleted(NamedTuple):
+    confirm_row: Any
+    table: Any
+    select: Any
+    status: str
+
+
+class Added(NamedTuple):
+    """The training form's data.train or data.eval table (a Train tab widget), and the status line."""
+    entries: Any
+    status: str
+
+
 @dataclass
-class DataTab:
+class DataTab(TabViews):
     upload: gr.File
     status: gr.Markdown
     table: gr.Dataframe
@@ -58,9 +119,6 @@ class DataTab:
     stats: gr.Markdown
     histogram: gr.BarPlot
 
-    def report_outputs(self) -> list:
-        return [self.summary, self.errors, self.errors_note, self.report, self.preview, self.page_label, self.page,
-                self.stats, self.histogram]
 
 
 def build(ctx: StudioContext) -> DataTab:
@@ -208,12 +266,13 @@ def histogram_update(tokens: dict | None):
     return gr.update(value=frame, sort=list(frame["tokens"]))
 
 
-def _empty_report() -> list:
-    return ["", gr.update(value=None, visible=False), "", gr.update(visible=False), None, "", 0, "",
-            histogram_frame(None)]
+def _empty_report(summary: str = "") -> Report:
+    return Report(summary=summary, errors=gr.update(value=None, visible=False), errors_note="",
+                  report=gr.update(visible=False), preview=None, page_label="", page=0, stats="",
+                  histogram=histogram_frame(None))
 
 
-def show_dataset(ctx: StudioContext, dataset_id: str | None, lang: str) -> list:
+def show_dataset(ctx: StudioContext, dataset_id: str | None, lang: str) -> Report:
     """The report, first preview page and statistics of a dataset (token counts come after)."""
     dataset = ctx.datasets.find(dataset_id) if dataset_id else None
     if dataset is None:
@@ -222,21 +281,21 @@ def show_dataset(ctx: StudioContext, dataset_id: str | None, lang: str) -> list:
         meta = ctx.datasets.meta(dataset)
         preview = preview_frame(dataset, 0, lang) if dataset.format else None
     except DatasetError as e:
-        return [str(e), *_empty_report()[1:]]
+        return _empty_report(str(e))
     issues = meta.get("issues", [])
     total = meta.get("issues_total", len(issues))
     note = t("msg-data-issues-shown", lang, shown=len(issues), total=total) if total > len(issues) else ""
-    return [
-        summary_text(dataset, meta, lang),
-        gr.update(value=errors_frame(dataset, meta, lang), visible=bool(issues)),
-        note,
-        gr.update(visible=True),
-        preview,
-        _page_label(dataset, 0, lang),
-        0,
-        stats_text(meta, lang),
-        histogram_frame(None),
-    ]
+    return Report(
+        summary=summary_text(dataset, meta, lang),
+        errors=gr.update(value=errors_frame(dataset, meta, lang), visible=bool(issues)),
+        errors_note=note,
+        report=gr.update(visible=True),
+        preview=preview,
+        page_label=_page_label(dataset, 0, lang),
+        page=0,
+        stats=stats_text(meta, lang),
+        histogram=histogram_frame(None),
+    )
 
 
 def _pages(dataset: Dataset) -> int:
@@ -247,23 +306,23 @@ def _page_label(dataset: Dataset, page: int, lang: str) -> str:
     return t("msg-data-page", lang, page=page + 1, pages=_pages(dataset))
 
 
-def turn_page(ctx: StudioContext, dataset_id: str | None, page: int, delta: int, lang: str):
+def turn_page(ctx: StudioContext, dataset_id: str | None, page: int, delta: int, lang: str) -> Page:
     dataset = ctx.datasets.find(dataset_id) if dataset_id else None
     if dataset is None or not dataset.format:
-        return gr.skip(), gr.skip(), page
+        return Page(gr.skip(), gr.skip(), page)
     page = min(max(0, (page or 0) + delta), _pages(dataset) - 1)
     try:
         frame = preview_frame(dataset, page, lang)
     except DatasetError as e:
-        return gr.skip(), str(e), page
-    return frame, _page_label(dataset, page, lang), page
+        return Page(gr.skip(), str(e), page)
+    return Page(frame, _page_label(dataset, page, lang), page)
 
 
 def token_stats(ctx: StudioContext, dataset_id: str | None, model: str, max_len: Any, lang: str):
     """Statistics with token counts; a generator so the 'counting' line shows while the tokenizer runs."""
     dataset = ctx.datasets.find(dataset_id) if dataset_id else None
     if dataset is None or not dataset.rows_valid:
-        yield gr.skip(), gr.skip()
+        yield Tokens(gr.skip(), gr.skip())
         return
     meta = ctx.datasets.meta(dataset)
     base = stats_text(meta, lang)
@@ -272,16 +331,16 @@ def token_stats(ctx: StudioContext, dataset_id: str | None, model: str, max_len:
         max_len = int(max_len)
     except (TypeError, ValueError):
         max_len = FORM_SPECS["data.max_seq_len"].default
-    yield base + "\n\n" + t("msg-data-tokens-running", lang, model=model), histogram_frame(None)
+    yield Tokens(base + "\n\n" + t("msg-data-tokens-running", lang, model=model), histogram_frame(None))
     try:
         tokens = count_tokens(ctx.datasets, dataset, model, max_len, python=ctx.python)
     except DatasetError as e:
-        yield base + "\n\n" + t("msg-data-tokens-failed", lang, error=str(e)), histogram_frame(None)
+        yield Tokens(base + "\n\n" + t("msg-data-tokens-failed", lang, error=str(e)), histogram_frame(None))
         return
-    yield base + "\n\n" + tokens_text(tokens, model, lang), histogram_update(tokens)
+    yield Tokens(base + "\n\n" + tokens_text(tokens, model, lang), histogram_update(tokens))
 
 
-def store_uploads(ctx: StudioContext, files: list[str] | None, lang: str):
+def store_uploads(ctx: StudioContext, files: list[str] | None, lang: str) -> Stored:
     """Store every uploaded file; one line per file says what happened."""
     lines, last = [], None
     for path in files or []:
@@ -296,8 +355,8 @@ def store_uploads(ctx: StudioContext, files: list[str] | None, lang: str):
         last = dataset.id
         lines.append("- " + t("msg-data-stored", lang, name=dataset.name, size=human_size(dataset.size)))
     choices = dataset_choices(ctx)
-    return ("\n".join(lines), dataset_table(ctx, lang), gr.update(choices=choices, value=last) if last else
-            gr.update(choices=choices), None)
+    return Stored("\n".join(lines), dataset_table(ctx, lang),
+                  gr.update(choices=choices, value=last) if last else gr.update(choices=choices), None)
 
 
 def _discard_upload(path: str) -> None:
@@ -307,86 +366,85 @@ def _discard_upload(path: str) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def refresh_list(ctx: StudioContext, current: str | None, lang: str):
+def refresh_list(ctx: StudioContext, current: str | None, lang: str) -> Listing:
     choices = dataset_choices(ctx)
     ids = [value for _, value in choices]
     value = current if current in ids else (ids[0] if ids else None)
     note = "" if ids else t("msg-data-empty", lang)
-    return dataset_table(ctx, lang), gr.update(choices=choices, value=value), note
+    return Listing(dataset_table(ctx, lang), gr.update(choices=choices, value=value), note)
 
 
-def add_to(ctx: StudioContext, dataset_id: str | None, current: Any, which: str, lang: str):
+def add_to(ctx: StudioContext, dataset_id: str | None, current: Any, which: str, lang: str) -> Added:
     """Append the dataset to data.train or data.eval of this session's form."""
     where = t(f"msg-data-{which}", lang)
     dataset = ctx.datasets.find(dataset_id) if dataset_id else None
     if dataset is None:
-        return gr.skip(), t("msg-data-pick", lang)
+        return Added(gr.skip(), t("msg-data-pick", lang))
     spec = FORM_SPECS[f"data.{which}"]
     entries = from_widget(spec, current)
     path = str(dataset.path)
     if any(entry.get("path") == path for entry in entries):
-        return gr.skip(), t("msg-data-already", lang, name=dataset.name, where=where)
+        return Added(gr.skip(), t("msg-data-already", lang, name=dataset.name, where=where))
     # a format the run config cannot name yet is left for the trainer to detect
     formats = next(item.choices for item in spec.item_fields if item.key == "format")
     entry = dict(ENTRY_DEFAULTS)
     entry.update(path=path, format=dataset.format if dataset.format in formats else "auto")
     entries.append({col: entry[col] for col in ENTRY_COLUMNS})
-    return to_widget(spec, entries, lang), t("msg-data-added", lang, name=dataset.name, where=where)
+    return Added(to_widget(spec, entries, lang), t("msg-data-added", lang, name=dataset.name, where=where))
 
 
-def ask_delete(ctx: StudioContext, dataset_id: str | None, lang: str):
+def ask_delete(ctx: StudioContext, dataset_id: str | None, lang: str) -> DeleteQuestion:
     dataset = ctx.datasets.find(dataset_id) if dataset_id else None
     if dataset is None:
-        return gr.update(visible=False), "", t("msg-data-pick", lang)
-    return gr.update(visible=True), t("msg-data-delete-question", lang, name=dataset.name), ""
+        return DeleteQuestion(gr.update(visible=False), "", t("msg-data-pick", lang))
+    return DeleteQuestion(gr.update(visible=True), t("msg-data-delete-question", lang, name=dataset.name), "")
 
 
-def do_delete(ctx: StudioContext, dataset_id: str | None, lang: str):
+def do_delete(ctx: StudioContext, dataset_id: str | None, lang: str) -> Deleted:
     dataset = ctx.datasets.find(dataset_id) if dataset_id else None
     message = ""
     if dataset is not None:
         ctx.datasets.delete(dataset.id)
         message = t("msg-data-deleted", lang, name=dataset.name)
-    table, select, note = refresh_list(ctx, None, lang)
-    return gr.update(visible=False), table, select, message or note
+    listing = refresh_list(ctx, None, lang)
+    return Deleted(gr.update(visible=False), listing.table, listing.select, message or listing.status)
 
 
 def connect(ctx: StudioContext, tab: DataTab, form: Form, lang: gr.Radio) -> None:
     """The tab's events; `form` is the training form the add buttons write into."""
-    report = tab.report_outputs()
-    tokens_out = [tab.stats, tab.histogram]
+    report = tab.outputs(Report)
+    tokens_out = tab.outputs(Tokens)
     tokens_in = [tab.select, tab.token_model, tab.max_len, lang]
 
     def show(dataset_id, lang_value):
-        return show_dataset(ctx, dataset_id, lang_value)
+        return tab.updates(show_dataset(ctx, dataset_id, lang_value))
 
     def tokens(dataset_id, model, max_len, lang_value):
-        yield from token_stats(ctx, dataset_id, model, max_len, lang_value)
+        for view in token_stats(ctx, dataset_id, model, max_len, lang_value):
+            yield tab.updates(view)
 
-    tab.upload.upload(lambda files, lg: store_uploads(ctx, files, lg), [tab.upload, lang],
-                      [tab.status, tab.table, tab.select, tab.upload]) \
+    tab.upload.upload(lambda files, lg: tab.updates(store_uploads(ctx, files, lg)), [tab.upload, lang],
+                      tab.outputs(Stored)) \
         .then(show, [tab.select, lang], report) \
         .then(tokens, tokens_in, tokens_out, concurrency_id="token-count", concurrency_limit=2)
     tab.select.input(show, [tab.select, lang], report) \
         .then(tokens, tokens_in, tokens_out, concurrency_id="token-count", concurrency_limit=2)
     gr.on([tab.token_model.input, tab.max_len.submit, tab.max_len.blur], tokens, tokens_in, tokens_out,
           concurrency_id="token-count", concurrency_limit=2, trigger_mode="always_last")
-    tab.prev.click(lambda d, p, lg: turn_page(ctx, d, p, -1, lg), [tab.select, tab.page, lang],
-                   [tab.preview, tab.page_label, tab.page])
-    tab.next.click(lambda d, p, lg: turn_page(ctx, d, p, 1, lg), [tab.select, tab.page, lang],
-                   [tab.preview, tab.page_label, tab.page])
+    for button, delta in ((tab.prev, -1), (tab.next, 1)):
+        button.click(lambda d, p, lg, delta=delta: tab.updates(turn_page(ctx, d, p, delta, lg)),
+                     [tab.select, tab.page, lang], tab.outputs(Page))
     for button, which in ((tab.add_train, "train"), (tab.add_eval, "eval")):
         target = form.widgets[f"data.{which}"]
-        button.click(lambda d, cur, lg, w=which: add_to(ctx, d, cur, w, lg), [tab.select, target, lang],
-                     [target, tab.status])
-    tab.delete.click(lambda d, lg: ask_delete(ctx, d, lg), [tab.select, lang],
-                     [tab.confirm_row, tab.question, tab.status])
+
+        def add(dataset_id, current, lang_value, which=which, target=target):
+            added = add_to(ctx, dataset_id, current, which, lang_value)
+            return {target: added.entries, tab.status: added.status}
+
+        button.click(add, [tab.select, target, lang], [target, tab.status])
+    tab.delete.click(lambda d, lg: tab.updates(ask_delete(ctx, d, lg)), [tab.select, lang],
+                     tab.outputs(DeleteQuestion))
     tab.cancel.click(lambda: gr.update(visible=False), None, tab.confirm_row)
-    tab.confirm.click(lambda d, lg: do_delete(ctx, d, lg), [tab.select, lang],
-                      [tab.confirm_row, tab.table, tab.select, tab.status]) \
+    tab.confirm.click(lambda d, lg: tab.updates(do_delete(ctx, d, lg)), [tab.select, lang], tab.outputs(Deleted)) \
         .then(show, [tab.select, lang], report) \
         .then(tokens, tokens_in, tokens_out, concurrency_id="token-count", concurrency_limit=2)
-
-
-def list_outputs(tab: DataTab) -> list:
-    return [tab.table, tab.select, tab.status]

@@ -20,26 +20,25 @@ import sys
 import tempfile
 import time
 import unicodedata
-from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Iterator
 
-from models.locking import exclusive
+from plumbing import sqlite
+from plumbing.files import atomic_write_json
+from plumbing.locking import exclusive
+from plumbing.paths import REPO_ROOT
 from trainer.data.formats import FORMATS, try_convert
 from trainer.data.readers import SUPPORTED_EXTENSIONS, DataError, iter_records
 from trainer.data.stats import StatsCollector
 from trainer.data.validate import validate_file
-from trainer.jobfiles import atomic_write_json
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASET_ID_RE = re.compile(r"[0-9a-f]{16}")
 TOKEN_COUNT_TIMEOUT_S = 1800
 _NAME_MAX = 120  # bytes of UTF-8: file systems limit names to 255 bytes, and CJK takes 3 a character
-_BUSY_TIMEOUT_S = 10
 
-_MIGRATIONS: list[list[str]] = [
+# Each entry upgrades the datasets schema by one version (plumbing.sqlite.migrate); append, never edit.
+MIGRATIONS: list[list[str]] = [
     [
         """CREATE TABLE datasets (
             id TEXT PRIMARY KEY,
@@ -122,35 +121,14 @@ class DatasetStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._migrate()
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        with closing(conn):
-            yield conn
+    def _db(self):
+        return sqlite.connect(self.db_path)
 
     def _migrate(self) -> None:
-        with self._db() as conn:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
-                             "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-                row = conn.execute("SELECT version FROM schema_version WHERE component = 'datasets'").fetchone()
-                version = row["version"] if row else 0
-                if version > len(_MIGRATIONS):
-                    raise DatasetError(f"{self.db_path} has datasets schema version {version}, newer than "
-                                       f"this code ({len(_MIGRATIONS)}); upgrade ERNIE Studio")
-                for statements in _MIGRATIONS[version:]:
-                    for sql in statements:
-                        conn.execute(sql)
-                conn.execute("INSERT INTO schema_version (component, version) VALUES ('datasets', ?) "
-                             "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                             (len(_MIGRATIONS),))
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        try:
+            sqlite.migrate(self.db_path, "datasets", MIGRATIONS)
+        except sqlite.SchemaTooNew as e:
+            raise DatasetError(str(e)) from None
 
     def _dataset(self, row: sqlite3.Row) -> Dataset:
         return Dataset(

@@ -9,7 +9,6 @@ Nothing here imports gradio or paddle.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -17,13 +16,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
-from trainer.jobfiles import COMPLETED, atomic_write_json, tail_text
-from trainer.jobs import REPO_ROOT, JobStore
-
-STATE_FILE = "export.json"
-LOG_FILE = "export.log"
+from plumbing.files import atomic_write_json, directory_size, tail_text
+from plumbing.paths import REPO_ROOT
+from trainer.jobfiles import COMPLETED, JobPaths
+from trainer.jobs import JobStore
+from trainer.processes import create_time, process_alive, spawn_detached
 
 
 class ExportError(Exception):
@@ -39,10 +36,6 @@ class ExportStatus:
     log: str = ""
 
 
-def directory_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
-
 def _is_within(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
@@ -54,7 +47,7 @@ class ExportRunner:
         self._lock = threading.Lock()
 
     def default_dir(self, job_id: str) -> Path:
-        return self.store.get_job(job_id).job_dir / "export"
+        return self.store.get_job(job_id).paths.export
 
     def resolve_output(self, job_id: str, text: str) -> Path:
         """The directory an export may write, from what the user typed (relative to the workdir).
@@ -64,7 +57,7 @@ class ExportRunner:
         job = self.store.get_job(job_id)
         text = (text or "").strip()
         if not text:
-            return job.job_dir / "export"
+            return job.paths.export
         out = Path(text).expanduser()
         out = (out if out.is_absolute() else self.store.workdir / out).resolve()
         protected = [self.store.workdir, REPO_ROOT, Path.home().resolve(), job.job_dir]
@@ -96,36 +89,31 @@ class ExportRunner:
                 raise ExportError(f"job {job_id} is already being exported")
             out = self.resolve_output(job_id, out_text)
             argv = [self.python, "-m", "trainer", "export", str(job.job_dir), "--merge", "-o", str(out)]
-            log_path = job.job_dir / LOG_FILE
-            with open(log_path, "wb") as log:
-                log.write(f"[studio] {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
-                log.flush()
-                env = dict(os.environ, ERNIE_STUDIO_HOME=str(self.store.workdir), PYTHONUNBUFFERED="1")
-                proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-            state = {"out_dir": str(out), "pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(),
+            proc = spawn_detached(argv, job.paths.export_log, env={"ERNIE_STUDIO_HOME": str(self.store.workdir)},
+                                  append=False)
+            state = {"out_dir": str(out), "pid": proc.pid, "create_time": create_time(proc.pid),
                      "started": time.time(), "exit_code": None}
-            atomic_write_json(job.job_dir / STATE_FILE, state)
-            threading.Thread(target=self._wait, args=(job.job_dir, proc, state), daemon=True,
+            atomic_write_json(job.paths.export_state, state)
+            threading.Thread(target=self._wait, args=(job.paths, proc, state), daemon=True,
                              name=f"export-{job_id}").start()
             return out
 
     @staticmethod
-    def _wait(job_dir: Path, proc: subprocess.Popen, state: dict) -> None:
+    def _wait(paths: JobPaths, proc: subprocess.Popen, state: dict) -> None:
         code = proc.wait()
-        atomic_write_json(job_dir / STATE_FILE, {**state, "exit_code": code, "ended": time.time()})
+        atomic_write_json(paths.export_state, {**state, "exit_code": code, "ended": time.time()})
 
     def status(self, job_id: str) -> ExportStatus:
         job = self.store.get_job(job_id)
         try:
-            state = json.loads((job.job_dir / STATE_FILE).read_text(encoding="utf-8"))
+            state = json.loads(job.paths.export_state.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return ExportStatus("none")
         out = Path(state["out_dir"])
-        log = tail_text(job.job_dir / LOG_FILE, max_bytes=12000, max_lines=60)
+        log = tail_text(job.paths.export_log, max_bytes=12000, max_lines=60)
         code = state.get("exit_code")
         if code is None:
-            if _alive(state.get("pid"), state.get("create_time")):
+            if process_alive(state.get("pid"), state.get("create_time")):
                 return ExportStatus("running", out, log=log)
             # The app that waited for it is gone; the exporter's own last line says how it ended.
             code = 0 if f"exported to {out}" in log else 1
@@ -136,13 +124,3 @@ class ExportRunner:
                      lines[-1] if lines else f"exit status {code}")
         return ExportStatus("failed", out, error=error, log=log)
 
-
-def _alive(pid: object, create_time: object) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and (
-            not isinstance(create_time, (int, float)) or abs(proc.create_time() - create_time) < 0.5)
-    except psutil.Error:
-        return False

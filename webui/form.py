@@ -2,8 +2,9 @@
 
 Every widget comes from a FieldSpec (key, type, default, choices, group, advanced, depends_on), so a
 key added to the schema appears here without a second list of keys; its element id is
-`field_id(key)`. This module draws the widgets and converts between widget values and the config
-mapping in both directions; trainer.config does all validation.
+`field_id(key)` (defined in webui.i18n, whose catalogue is keyed by the same ids). This module draws
+the widgets and converts between widget values and the config mapping in both directions;
+trainer.config does all validation.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 
 from models.registry import MODELS
 from trainer.config import ConfigError, FieldSpec, RunConfig, from_dict, get, iter_fields, set_key
-from webui.i18n import DEFAULT_LANG, Texts, props
+from webui.i18n import DEFAULT_LANG, Texts, field_id, group_id, props
 
 FIELDS: list[FieldSpec] = iter_fields()
 BY_KEY = {spec.key: spec for spec in FIELDS}
@@ -28,15 +29,6 @@ _DATASET_SPEC = next(s for s in FIELDS if s.type == "datasets")
 # a dataset entry's columns in the table widget, in schema order
 ENTRY_COLUMNS = [item.key for item in _DATASET_SPEC.item_fields]
 ENTRY_DEFAULTS = {item.key: item.default for item in _DATASET_SPEC.item_fields}
-
-
-def field_id(key: str) -> str:
-    """The element id of a config key's widget: dots would need escaping in CSS selectors."""
-    return "cfg-" + key.replace(".", "-")
-
-
-def group_id(group: str, advanced: bool = False) -> str:
-    return f"group-{group}" + ("-advanced" if advanced else "")
 
 
 @dataclass
@@ -55,6 +47,10 @@ class Form:
     @property
     def inputs(self) -> list[gr.components.Component]:
         return list(self.widgets.values())
+
+    def values(self, data: dict) -> list[Any]:
+        """The widget values, in `keys` order, out of an event's inputs keyed by component."""
+        return [data[widget] for widget in self.widgets.values()]
 
 
 def _widget(texts: Texts, spec: FieldSpec) -> gr.components.Component:

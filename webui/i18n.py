@@ -4,8 +4,9 @@ CATALOGUE maps an element id (or a message id, `msg-...`) to its text per langua
 of the component (label, info, placeholder, value for buttons and markdown, plot titles) or, for a
 message, "text" with str.format fields. The run-config fields' English text is the schema's own
 label and help (trainer/config.py); FIELD_ZH holds their Chinese, and tests check that it covers
-exactly the schema's keys. Components are created through `Texts.make`, which registers them so a
-language switch can relabel every one of them.
+exactly the schema's keys, whose element ids (`field_id`, `group_id`) are defined here, where both
+the catalogue and the form (webui.form) take them from. Components are created through
+`Texts.make`, which registers them so a language switch can relabel every one of them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ from trainer.config import iter_fields
 
 LANGUAGES = {"en": "English", "zh": "中文"}
 DEFAULT_LANG = "en"
+
+
+def field_id(key: str) -> str:
+    """The element id of a config key's widget: dots would need escaping in CSS selectors."""
+    return "cfg-" + key.replace(".", "-")
+
+
+def group_id(group: str, advanced: bool = False) -> str:
+    """The element id of a schema group's accordion, or of the advanced one inside it."""
+    return f"group-{group}" + ("-advanced" if advanced else "")
 
 
 def _l(en: str, zh: str) -> dict:
@@ -363,10 +374,10 @@ for _spec in iter_fields():
     if _spec.item_fields:
         _entry["en"]["headers"] = [item.label for item in _spec.item_fields]
         _entry["zh"]["headers"] = [ENTRY_ZH.get(item.key, item.label) for item in _spec.item_fields]
-    CATALOGUE["cfg-" + _spec.key.replace(".", "-")] = _entry
+    CATALOGUE[field_id(_spec.key)] = _entry
 for _group, (_en, _zh_label) in _GROUPS.items():
-    CATALOGUE[f"group-{_group}"] = _l(_en, _zh_label)
-    CATALOGUE[f"group-{_group}-advanced"] = _l(f"{_en}: advanced", f"{_zh_label}：高级")
+    CATALOGUE[group_id(_group)] = _l(_en, _zh_label)
+    CATALOGUE[group_id(_group, advanced=True)] = _l(f"{_en}: advanced", f"{_zh_label}：高级")
 
 
 def props(key: str, lang: str) -> dict[str, str]:
@@ -421,7 +432,7 @@ class Texts:
     def keys(self) -> list[str]:
         return [key for _, key, _ in self._items]
 
-    def updates(self, lang: str) -> list[dict]:
-        """One update per registered component, with its text in `lang`."""
+    def updates(self, lang: str) -> dict[Any, dict]:
+        """An update for every registered component, with its text in `lang`."""
         lang = lang if lang in LANGUAGES else DEFAULT_LANG
-        return [gr.update(**self._props(type(c), key, lang, fmt)) for c, key, fmt in self._items]
+        return {c: gr.update(**self._props(type(c), key, lang, fmt)) for c, key, fmt in self._items}

@@ -5,6 +5,9 @@ log tail, the error of a failed job), with Stop, Resume, Clone into the form and
 A timer ticks once a second per open page; each tick reads only what the job appended since the
 last one (webui.monitor). On page load the monitor picks the running job, so a reload, or a second
 browser, shows it live again; jobs never depend on a page being open.
+
+The views are named tuples whose fields are named after the JobsTab components they go to
+(`JobsTab.updates` turns one into `{component: value}`), so adding a component moves nothing else.
 """
 
 from __future__ import annotations
@@ -12,22 +15,63 @@ from __future__ import annotations
 import html
 import time
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import gradio as gr
 import pandas as pd
 import yaml
 
 from trainer.jobfiles import FAILED, STOPPED
-from trainer.jobs import Job, JobError, job_devices
+from trainer.jobs import Job, JobError
+from trainer.scheduler import job_devices
 from webui import monitor
 from webui.context import StudioContext
 from webui.i18n import t
+from webui.views import TabViews
 
 TICK_S = 1.0
 
 
+class MonitorView(NamedTuple):
+    """The monitor of the watched job; gr.skip() for what has not changed since the last render."""
+    header: Any
+    progress: Any
+    stats: Any
+    loss: Any
+    lr: Any
+    rewards: Any
+    experts: Any
+    imbalance: Any
+    error: Any
+    log: Any
+    stop: Any
+    resume: Any
+    clone: Any
+    delete: Any
+    watch: dict
+
+
+class JobList(NamedTuple):
+    """The job table and the dropdown's choices (gr.skip() while unchanged), and what they showed."""
+    table: Any
+    select: Any
+    table_sig: tuple
+
+
+class DeleteQuestion(NamedTuple):
+    confirm_row: Any
+    question: str
+    action_status: str
+
+
+class Deleted(NamedTuple):
+    confirm_row: Any
+    action_status: str
+    select: Any
+
+
 @dataclass
-class JobsTab:
+class JobsTab(TabViews):
     table: gr.Dataframe
     select: gr.Dropdown
     header: gr.Markdown
@@ -51,12 +95,12 @@ class JobsTab:
     action_status: gr.Markdown
     timer: gr.Timer
     watch: gr.State
+    table_sig: gr.State  # what the job table last showed this session (JobList.table_sig)
 
-    def monitor_outputs(self) -> list:
-        return [self.header, self.progress, self.stats, self.loss, self.lr, self.rewards, self.experts,
-                self.imbalance, self.error, self.log,
-                self.stop,
-                self.resume, self.clone, self.delete, self.watch]
+
+    def tick_outputs(self) -> list:
+        """What `tick` returns values for: the job list, then the monitor."""
+        return [*self.outputs(JobList), *self.outputs(MonitorView)]
 
 
 def build(ctx: StudioContext) -> JobsTab:
@@ -95,8 +139,8 @@ def build(ctx: StudioContext) -> JobsTab:
     error = T.make(gr.Code, "jobs-error", visible=False, interactive=False, lines=8, max_lines=30)
     log = T.make(gr.HTML, "jobs-log", value=monitor.log_html([]), show_label=True, container=True)
     return JobsTab(table, select, header, progress, stats, loss, lr, rewards, experts, imbalance, error, log, stop,
-                   resume, clone, delete,
-                   confirm_row, question, confirm, cancel, action_status, gr.Timer(TICK_S), gr.State(None))
+                   resume, clone, delete, confirm_row, question, confirm, cancel, action_status, gr.Timer(TICK_S),
+                   gr.State(None), gr.State(None))
 
 
 # -- views -------------------------------------------------------------------------------------------
@@ -147,7 +191,7 @@ def header_text(ctx: StudioContext, job: Job, lang: str) -> str:
         waiting = [j.id for j in ctx.store.queue()]
         pos = waiting.index(job.id) + 1 if job.id in waiting else "?"
         try:
-            devices = ", ".join(sorted(job_devices(yaml.safe_load(job.paths.config.read_text(encoding="utf-8")))))
+            devices = ", ".join(sorted(job_devices(job.paths.read_config())))
         except (OSError, yaml.YAMLError):
             devices = "?"
         queue = t("msg-jobs-queue", lang, pos=pos, devices=devices)
@@ -198,9 +242,9 @@ def _changed(watch: dict, name: str, value) -> bool:
     return True
 
 
-def render(ctx: StudioContext, job_id: str | None, watch: dict | None, lang: str) -> list:
-    """The monitor outputs for the chosen job; gr.skip() for whatever has not changed since the
-    last render in this session."""
+def render(ctx: StudioContext, job_id: str | None, watch: dict | None, lang: str) -> MonitorView:
+    """The monitor of the chosen job; gr.skip() for whatever has not changed since the last render
+    in this session."""
     try:
         job = ctx.store.get_job(job_id) if job_id else None
     except JobError:  # gone, or an id no job can have
@@ -217,10 +261,11 @@ def render(ctx: StudioContext, job_id: str | None, watch: dict | None, lang: str
         new_metrics = new_log = False
     if job is None:
         empty = t("msg-jobs-none", lang)
-        out = [empty if _changed(watch, "header", empty) else gr.skip(), "", "",
-               monitor.loss_frame(watch), monitor.lr_frame(watch), *[gr.update(visible=False)] * 4,
-               monitor.log_html([])]
-        return [*out, *(gr.update(interactive=False) for _ in range(4)), watch]
+        hidden, off = gr.update(visible=False), gr.update(interactive=False)
+        return MonitorView(header=empty if _changed(watch, "header", empty) else gr.skip(), progress="", stats="",
+                           loss=monitor.loss_frame(watch), lr=monitor.lr_frame(watch), rewards=hidden,
+                           experts=hidden, imbalance=hidden, error=hidden, log=monitor.log_html([]), stop=off,
+                           resume=off, clone=off, delete=off, watch=watch)
 
     def maybe(name, value):
         return value if _changed(watch, name, value) else gr.skip()
@@ -243,22 +288,31 @@ def render(ctx: StudioContext, job_id: str | None, watch: dict | None, lang: str
         else gr.skip()
     log = monitor.log_html(watch["log"]) if new_log else gr.skip()
     resumable = job.state in (STOPPED, FAILED) and job.paths.last_checkpoint() is not None
-    buttons = (job.active or job.waiting, resumable, True, not job.active)
-    if _changed(watch, "buttons", buttons):
-        button_updates = [gr.update(interactive=b) for b in buttons]
+    enabled = {"stop": job.active or job.waiting, "resume": resumable, "clone": True, "delete": not job.active}
+    if _changed(watch, "buttons", tuple(enabled.values())):
+        buttons = {name: gr.update(interactive=on) for name, on in enabled.items()}
     else:
-        button_updates = [gr.skip()] * 4
-    return [header, prog, stats, loss, lr, rewards, experts, imbalance, error, log, *button_updates, watch]
+        buttons = dict.fromkeys(enabled, gr.skip())
+    return MonitorView(header=header, progress=prog, stats=stats, loss=loss, lr=lr, rewards=rewards, experts=experts,
+                       imbalance=imbalance, error=error, log=log, **buttons, watch=watch)
 
 
-def list_view(ctx: StudioContext, current: str | None, table_sig: tuple | None, lang: str):
+def list_view(ctx: StudioContext, current: str | None, table_sig: tuple | None,
+              lang: str) -> tuple[JobList, str | None]:
     """The job table and the dropdown's choices, only when they changed; and the job to show."""
     jobs = ctx.store.list_jobs(refresh=False)
     chosen = pick_job(jobs, current)
     sig = (lang, tuple((j.id, j.name, j.state, j.step, j.total_steps) for j in jobs))
     if sig == table_sig:
-        return gr.skip(), gr.skip(), chosen, sig
-    return (jobs_frame(jobs, lang), gr.update(choices=job_choices(jobs, lang), value=chosen), chosen, sig)
+        return JobList(gr.skip(), gr.skip(), sig), chosen
+    return JobList(jobs_frame(jobs, lang), gr.update(choices=job_choices(jobs, lang), value=chosen), sig), chosen
+
+
+def tick(ctx: StudioContext, tab: JobsTab, current: str | None, watch: dict | None, table_sig: tuple | None,
+         lang: str) -> dict:
+    """The job list and the monitor of the job to show, each only as far as it changed."""
+    listing, chosen = list_view(ctx, current, table_sig, lang)
+    return {**tab.updates(listing), **tab.updates(render(ctx, chosen, watch, lang))}
 
 
 # -- actions -----------------------------------------------------------------------------------------
@@ -281,53 +335,45 @@ def resume(ctx: StudioContext, job_id: str | None, lang: str) -> str:
     return t("msg-jobs-resumed", lang, id=job_id)
 
 
-def ask_delete(ctx: StudioContext, job_id: str | None, lang: str):
+def ask_delete(ctx: StudioContext, job_id: str | None, lang: str) -> DeleteQuestion:
     try:
         job = ctx.store.get_job(job_id)
     except (JobError, ValueError) as e:
-        return gr.update(visible=False), "", t("msg-jobs-failed-action", lang, error=str(e))
-    return gr.update(visible=True), t("msg-jobs-delete-question", lang, name=job.name, id=job.id), ""
+        return DeleteQuestion(gr.update(visible=False), "", t("msg-jobs-failed-action", lang, error=str(e)))
+    return DeleteQuestion(gr.update(visible=True), t("msg-jobs-delete-question", lang, name=job.name, id=job.id), "")
 
 
-def delete(ctx: StudioContext, job_id: str | None, lang: str):
+def delete(ctx: StudioContext, job_id: str | None, lang: str) -> Deleted:
     try:
         ctx.store.delete_job(job_id)
     except (JobError, ValueError) as e:
-        return gr.update(visible=False), t("msg-jobs-failed-action", lang, error=str(e)), gr.skip()
+        return Deleted(gr.update(visible=False), t("msg-jobs-failed-action", lang, error=str(e)), gr.skip())
     jobs = ctx.store.list_jobs(refresh=False)
     chosen = pick_job(jobs, None)
-    return (gr.update(visible=False), t("msg-jobs-deleted", lang, id=job_id),
-            gr.update(choices=job_choices(jobs, lang), value=chosen))
+    return Deleted(gr.update(visible=False), t("msg-jobs-deleted", lang, id=job_id),
+                   gr.update(choices=job_choices(jobs, lang), value=chosen))
 
 
 def load_config(ctx: StudioContext, job_id: str | None) -> dict:
     job = ctx.store.get_job(job_id)
-    return yaml.safe_load(job.paths.config.read_text(encoding="utf-8")) or {}
+    return job.paths.read_config()
 
 
-def connect(ctx: StudioContext, tab: JobsTab, lang: gr.Radio) -> gr.State:
-    """Events of the tab; returns the per-session table signature state (used by the load hook)."""
-    table_sig = gr.State(None)
-    outputs = tab.monitor_outputs()
-
-    def tick(current, watch, sig, lang_value):
-        table, choices, chosen, sig = list_view(ctx, current, sig, lang_value)
-        return [table, choices, sig, *render(ctx, chosen, watch, lang_value)]
-
-    tab.timer.tick(tick, [tab.select, tab.watch, table_sig, lang], [tab.table, tab.select, table_sig, *outputs],
-                   show_progress="hidden", concurrency_limit=None, api_name="tick")  # bench/load_watch.py calls it
-    tab.select.change(lambda j, lg: render(ctx, j, None, lg), [tab.select, lang], outputs, show_progress="hidden")
+def connect(ctx: StudioContext, tab: JobsTab, lang: gr.Radio) -> None:
+    tab.timer.tick(lambda current, watch, sig, lg: tick(ctx, tab, current, watch, sig, lg),
+                   [tab.select, tab.watch, tab.table_sig, lang], tab.tick_outputs(), show_progress="hidden",
+                   concurrency_limit=None, api_name="tick")  # bench/load_watch.py calls it
+    tab.select.change(lambda j, lg: tab.updates(render(ctx, j, None, lg)), [tab.select, lang],
+                      tab.outputs(MonitorView), show_progress="hidden")
     tab.stop.click(lambda j, lg: stop(ctx, j, lg), [tab.select, lang], tab.action_status)
     tab.resume.click(lambda j, lg: resume(ctx, j, lg), [tab.select, lang], tab.action_status)
-    tab.delete.click(lambda j, lg: ask_delete(ctx, j, lg), [tab.select, lang],
-                     [tab.confirm_row, tab.question, tab.action_status])
+    tab.delete.click(lambda j, lg: tab.updates(ask_delete(ctx, j, lg)), [tab.select, lang],
+                     tab.outputs(DeleteQuestion))
     tab.cancel.click(lambda: gr.update(visible=False), None, tab.confirm_row)
-    tab.confirm.click(lambda j, lg: delete(ctx, j, lg), [tab.select, lang],
-                      [tab.confirm_row, tab.action_status, tab.select])
-    return table_sig
+    tab.confirm.click(lambda j, lg: tab.updates(delete(ctx, j, lg)), [tab.select, lang], tab.outputs(Deleted))
 
 
-def on_load(ctx: StudioContext, lang: str):
-    """The first view of a page: the job list and the job to watch (a running one first)."""
-    table, choices, chosen, sig = list_view(ctx, None, None, lang)
-    return [table, choices, sig, *render(ctx, chosen, None, lang)]
+def on_load(ctx: StudioContext, tab: JobsTab, lang: str) -> dict:
+    """The first view of a page (for `tick_outputs`): the job list and the job to watch, a running
+    one first."""
+    return tick(ctx, tab, None, None, None, lang)

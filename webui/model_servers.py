@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.chat_client import ChatClient
-from models.loader import is_adapter
+from models.checkpoints import is_adapter
 from models.registry import MODELS
 from models.server_process import ModelServer
 from trainer.jobfiles import COMPLETED
@@ -35,7 +35,7 @@ def list_checkpoints(store: JobStore, workdir: Path) -> list[Checkpoint]:
     for job in store.list_jobs(refresh=False):
         if job.state != COMPLETED:
             continue
-        output, export = job.paths.output, job.job_dir / "export"
+        output, export = job.paths.output, job.paths.export
         title = job.name if job.name == job.id else f"{job.name} · {job.id}"
         if (output / "config.json").is_file():
             kind = "LoRA adapter" if is_adapter(output) else "model"

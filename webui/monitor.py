@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 import psutil
 
-from trainer.jobfiles import COMPLETED, JobFileError, LogTail, MetricsTail, read_status, tail_text
+from plumbing.files import tail_text
+from trainer.jobfiles import COMPLETED, JobFileError, LogTail, MetricsTail, read_status
 from trainer.jobs import Job
 
 LOG_LINES = 200

@@ -4,6 +4,11 @@ which validates first, shows each problem next to its field, and then queues the
 
 The form's values live in this browser session's components only; nothing here is shared between
 sessions except the job store the queued job goes into.
+
+Handlers return `{component: value}` (a component left out keeps its value), so no handler depends
+on where a component sits in an output list. The tab owns its preview event: every change redraws
+it, and `then_preview` chains it after anything that fills the whole form (preset, YAML load,
+ERNIEKit import, Clone in webui.app).
 """
 
 from __future__ import annotations
@@ -14,20 +19,20 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 import yaml
 
 from models.registry import MODELS, has_experts
-from trainer.config import ConfigError, command_preview, from_dict, read_yaml_mapping, to_dict, to_yaml, \
-    write_text_atomic
+from plumbing.files import atomic_write_text
+from trainer.config import ConfigError, command_preview, from_dict, read_yaml_mapping, to_dict, to_yaml
 from trainer.erniekit_import import import_erniekit
 from webui.context import StudioContext
 from webui.dataset_store import safe_stem
 from webui.form import BY_KEY, FIELDS, GROUPS, MODEL_KEY, Form, build_fields, build_group, config_from_values, \
-    from_widget, group_id, to_widget, values_from_config, visibility
-from webui.i18n import t
+    from_widget, to_widget, values_from_config, visibility
+from webui.i18n import group_id, t
 
 _INDEX = re.compile(r"\[\d+\].*$")
 
@@ -51,24 +56,12 @@ class TrainTab:
     shown_errors: gr.State
 
     def mark_outputs(self) -> list:
-        """What `problem_updates` returns values for."""
+        """What `problem_updates` may return values for."""
         return [*self.form.errors.values(), *self.form.accordions.values(), self.problems, self.shown_errors]
 
-    def table_widgets(self) -> list:
-        """The dataset tables (data.train, data.eval): their headers are part of their value."""
-        return [self.form.widgets[spec.key] for spec in FIELDS if spec.type == "datasets"]
-
-    def preview_event(self, ctx: StudioContext, lang: gr.Radio) -> tuple:
-        """(fn, inputs, outputs) that redraw the preview from the form as it now is: chained with
-        `.then` after a handler fills the whole form, whose many change events can otherwise leave
-        the preview one state behind."""
-        form = self.form
-        return (lambda *v: preview(ctx, form, list(v[:-2]), v[-2], v[-1]), [*form.inputs, lang, self.shown_errors],
-                [self.command, self.config_yaml, *self.mark_outputs()])
-
     def fill_outputs(self) -> list:
-        """What `fill_form` returns values for: every widget, then the marks."""
-        return [*self.form.inputs, *self.mark_outputs()]
+        """What a whole-form fill (`fill_form`, `load_yaml`, `import_yaml`) may return values for."""
+        return [*self.form.inputs, *self.mark_outputs(), self.io_status]
 
 
 def build(ctx: StudioContext) -> TrainTab:
@@ -138,19 +131,20 @@ def model_info_text(model: str, lang: str) -> str:
              builtin=t("msg-train-builtin", lang) if spec.builtin else "")
 
 
-def apply_preset(form: Form, model: str, preset: str | None, lang: str) -> list:
+def apply_preset(tab: TrainTab, model: str, preset: str | None, lang: str) -> dict:
     """Set the preset's values; a preset decides the whole `moe` section (keys it leaves out go back
-    to their defaults), so MoE settings of an earlier model's preset never stick to a dense one."""
+    to their defaults), so MoE settings of an earlier model's preset never stick to a dense one.
+    Widgets the preset leaves alone are not in the result, so they keep their values."""
+    form = tab.form
     spec = MODELS.get((model or "").strip())
     values = (spec.presets.get(preset) if spec and preset else None) or {}
     moe_defaults = {key: BY_KEY[key].default for key in form.keys if key.startswith("moe.")} if values else {}
-    updates = [to_widget(BY_KEY[key], values[key], lang) if key in values
-               else to_widget(BY_KEY[key], moe_defaults[key], lang) if key in moe_defaults
-               else gr.skip() for key in form.keys]
+    chosen = {**moe_defaults, **values}
+    updates = {form.widgets[key]: to_widget(BY_KEY[key], chosen[key], lang) for key in form.keys if key in chosen}
     changes = ", ".join(f"{k}={v}" for k, v in values.items())
     message = t("msg-train-preset-applied", lang, preset=preset, changes=changes) if values else \
         t("msg-train-no-presets", lang)
-    return [*updates, message]
+    return {**updates, tab.io_status: message}
 
 
 # -- validation and the preview ----------------------------------------------------------------------
@@ -193,10 +187,10 @@ def check(ctx: StudioContext, config: dict) -> tuple[Any, list[tuple[str, str]]]
     return (cfg if not problems else None), problems
 
 
-def preview(ctx: StudioContext, form: Form, values: list, lang: str, shown: list | None) -> list:
+def preview(ctx: StudioContext, tab: TrainTab, values: list, lang: str, shown: list | None) -> dict:
     """The command and config that would run. While problems are shown (after a refused Start or a
     load), they are checked again on every change, so a fixed field loses its mark at once."""
-    config = config_from_values(values, form.keys)
+    config = config_from_values(values, tab.form.keys)
     cfg, problems = check(ctx, config)
     if cfg is None:
         listing = "\n".join(f"#  - {message}" for _, message in problems)
@@ -206,11 +200,8 @@ def preview(ctx: StudioContext, form: Form, values: list, lang: str, shown: list
     else:
         job_dir = job_dir_placeholder(ctx)
         command, config_text = format_command(command_preview(cfg, job_dir / "config.yaml", job_dir)), to_yaml(cfg)
-    if shown:
-        marks = problem_updates(form, problems, lang)
-    else:
-        marks = [gr.skip()] * (len(form.errors) + len(form.accordions) + 1) + [shown]
-    return [command, config_text, *marks]
+    marks = problem_updates(tab, problems, lang) if shown else {}
+    return {tab.command: command, tab.config_yaml: config_text, **marks}
 
 
 def format_command(argv: list[str]) -> str:
@@ -229,46 +220,56 @@ def _field_of(problem_key: str) -> str:
     return _INDEX.sub("", problem_key)
 
 
-def problem_updates(form: Form, problems: list[tuple[str, str]], lang: str) -> list:
-    """Error lines under the fields, accordions opened where a problem hides, the summary, and the
-    keys now marked (for the session's state)."""
+def problem_updates(tab: TrainTab, problems: list[tuple[str, str]], lang: str) -> dict:
+    """Error lines under the fields, accordions opened where a problem hides (the others are left
+    as the user has them), the summary, and the keys now marked (for the session's state)."""
+    form = tab.form
     by_field: dict[str, list[str]] = {}
     for key, message in problems:
         by_field.setdefault(_field_of(key), []).append(message)
-    errors = [gr.update(value="\n".join(f"⚠ {m}" for m in by_field[key]), visible=True) if key in by_field
-              else gr.update(value="", visible=False) for key in form.keys]
+    errors = {form.errors[key]: gr.update(value="\n".join(f"⚠ {m}" for m in by_field[key]), visible=True)
+              if key in by_field else gr.update(value="", visible=False) for key in form.keys}
     to_open = {form.accordion_of[key] for key in by_field if key in form.accordion_of}
     to_open |= {name.removesuffix("-advanced") for name in to_open}
-    accordions = [gr.update(open=True) if name in to_open else gr.skip() for name in form.accordions]
+    accordions = {accordion: gr.update(open=True) for name, accordion in form.accordions.items() if name in to_open}
     summary = ""
     if problems:
         summary = t("msg-train-problems", lang, n=len(problems)) + "\n" + \
             "\n".join(f"- {message}" for _, message in problems)
-    return [*errors, *accordions, summary, [key for key in form.keys if key in by_field]]
+    return {**errors, **accordions, tab.problems: summary,
+            tab.shown_errors: [key for key in form.keys if key in by_field]}
 
 
-def fill_form(ctx: StudioContext, form: Form, mapping: dict, lang: str) -> list:
+def fill_form(ctx: StudioContext, tab: TrainTab, mapping: dict, lang: str) -> dict:
     """Widget values for `mapping` plus its problems shown next to their fields."""
+    form = tab.form
     values = values_from_config(mapping, form.keys, lang)
     _, problems = check(ctx, mapping)
-    return [*values, *problem_updates(form, problems, lang)]
+    return {**dict(zip(form.inputs, values)), **problem_updates(tab, problems, lang)}
 
 
-def start(ctx: StudioContext, form: Form, values: list, name: str, lang: str) -> tuple[list, str | None]:
-    """Validate and queue; returns (the fill_outputs updates except widget values, new job id or None)."""
-    config = config_from_values(values, form.keys)
+def start(ctx: StudioContext, tab: TrainTab, values: list, name: str, lang: str) -> tuple[dict, str | None]:
+    """Validate and queue; returns (the marks, with the summary saying where the job went; the new
+    job's id, or None when a problem kept it out of the queue)."""
+    config = config_from_values(values, tab.form.keys)
     cfg, problems = check(ctx, config)
     if cfg is None:
-        return problem_updates(form, problems, lang), None
+        return problem_updates(tab, problems, lang), None
     clean = to_dict(cfg)
     job = ctx.store.create_job(clean, name=(name or "").strip() or None)
     ctx.scheduler.kick()
-    updates = problem_updates(form, [], lang)
-    updates[-2] = t("msg-train-queued", lang, name=job.name, id=job.id)
+    updates = problem_updates(tab, [], lang)
+    updates[tab.problems] = t("msg-train-queued", lang, name=job.name, id=job.id)
     return updates, job.id
 
 
-def save_yaml(ctx: StudioContext, form: Form, values: list, name: str, lang: str):
+class SavedConfig(NamedTuple):
+    """What Save shows, by the name of the component it goes to."""
+    saved: dict
+    io_status: str
+
+
+def save_yaml(ctx: StudioContext, form: Form, values: list, name: str, lang: str) -> SavedConfig:
     config = config_from_values(values, form.keys)
     cfg, problems = check(ctx, config)
     text = to_yaml(cfg) if cfg is not None else yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
@@ -276,91 +277,119 @@ def save_yaml(ctx: StudioContext, form: Form, values: list, name: str, lang: str
     directory.mkdir(parents=True, exist_ok=True)
     stem = safe_stem((name or "").strip()) or time.strftime("run-%Y%m%d-%H%M%S")
     path = directory / f"{stem}.yaml"
-    write_text_atomic(path, text)
+    atomic_write_text(path, text)
     message = t("msg-train-saved", lang, file=path.name)
     if problems:
         message += "\n\n" + "\n".join(f"- {m}" for _, m in problems)
-    return gr.update(value=str(path), visible=True), message
+    return SavedConfig(gr.update(value=str(path), visible=True), message)
 
 
-def load_yaml(ctx: StudioContext, form: Form, path: str | None, lang: str) -> list:
+def load_yaml(ctx: StudioContext, tab: TrainTab, path: str | None, lang: str) -> dict:
+    """The form filled from a run-config file; a file that cannot be read changes nothing but the
+    status line."""
     name = os.path.basename(path or "")
     try:
         mapping = read_yaml_mapping(path)
     except ConfigError as e:
-        return [*[gr.skip()] * _fill_count(form), t("msg-train-load-failed", lang, file=name, error=str(e))]
-    filled = fill_form(ctx, form, mapping, lang)
-    has_problems = bool(filled[-2])  # the summary
-    return [*filled, t("msg-train-load-problems" if has_problems else "msg-train-loaded", lang, file=name)]
+        return {tab.io_status: t("msg-train-load-failed", lang, file=name, error=str(e))}
+    filled = fill_form(ctx, tab, mapping, lang)
+    loaded = "msg-train-load-problems" if filled[tab.problems] else "msg-train-loaded"
+    return {**filled, tab.io_status: t(loaded, lang, file=name)}
 
 
-def import_yaml(ctx: StudioContext, form: Form, path: str | None, lang: str) -> list:
+def import_yaml(ctx: StudioContext, tab: TrainTab, path: str | None, lang: str) -> dict:
+    """The form filled from an ERNIEKit config, with what could not be mapped in the status line."""
     name = os.path.basename(path or "")
     try:
         mapping, unmapped, notes = import_erniekit(path)
     except ConfigError as e:
-        return [*[gr.skip()] * _fill_count(form), t("msg-train-load-failed", lang, file=name, error=str(e))]
+        return {tab.io_status: t("msg-train-load-failed", lang, file=name, error=str(e))}
     lines = [t("msg-train-imported", lang, file=name)]
     if unmapped:
         lines.append(t("msg-train-unmapped", lang, keys=", ".join(unmapped)))
     if notes:
         lines.append(t("msg-train-notes", lang, notes="; ".join(notes)))
-    return [*fill_form(ctx, form, mapping, lang), "\n\n".join(lines)]
+    return {**fill_form(ctx, tab, mapping, lang), tab.io_status: "\n\n".join(lines)}
 
 
-def relabel_tables(*values) -> list:
-    """The dataset tables' values again, with headers in the new language."""
-    *tables, lang = values
-    specs = [spec for spec in FIELDS if spec.type == "datasets"]
-    return [to_widget(spec, from_widget(spec, table), lang) for spec, table in zip(specs, tables)]
+# -- events ------------------------------------------------------------------------------------------
+
+def _preview_event(ctx: StudioContext, tab: TrainTab, lang: gr.Radio) -> tuple:
+    """(fn, inputs, outputs) that redraw the preview from the form as it now is."""
+    form = tab.form
+
+    def redraw(data: dict) -> dict:
+        return preview(ctx, tab, form.values(data), data[lang], data[tab.shown_errors])
+
+    return redraw, {*form.inputs, lang, tab.shown_errors}, [tab.command, tab.config_yaml, *tab.mark_outputs()]
 
 
-def _fill_count(form: Form) -> int:
-    return len(form.inputs) + len(form.errors) + len(form.accordions) + 2
+def then_preview(ctx: StudioContext, tab: TrainTab, lang: gr.Radio, fill):
+    """Redraw the preview once `fill`, an event that sets the whole form, has finished: the many
+    change events of its widgets can otherwise leave the preview one state behind. Returns the
+    redraw, for more `.then`s."""
+    return fill.then(*_preview_event(ctx, tab, lang), show_progress="hidden")
+
+
+def then_relabel(ctx: StudioContext, tab: TrainTab, lang: gr.Radio, switch):
+    """After a language switch (`switch`), redraw what this tab's handlers wrote in the old language:
+    the preview, the model's facts and the dataset tables, whose headers are part of their value."""
+    model = tab.form.widgets[MODEL_KEY]
+    tables = {spec.key: tab.form.widgets[spec.key] for spec in FIELDS if spec.type == "datasets"}
+
+    def relabel_tables(data: dict) -> dict:
+        return {widget: to_widget(BY_KEY[key], from_widget(BY_KEY[key], data[widget]), data[lang])
+                for key, widget in tables.items()}
+
+    return then_preview(ctx, tab, lang, switch) \
+        .then(model_info_text, [model, lang], tab.model_info) \
+        .then(relabel_tables, {*tables.values(), lang}, list(tables.values()))
 
 
 def connect(ctx: StudioContext, tab: TrainTab, lang: gr.Radio) -> None:
     form = tab.form
-    fill = tab.fill_outputs()
 
     controllers = sorted({spec.depends_on[0] for spec in FIELDS if spec.depends_on})
     for controller in controllers:
-        dependents = [spec.key for spec in FIELDS if spec.depends_on and spec.depends_on[0] == controller]
+        boxes = {spec.key: form.boxes[spec.key] for spec in FIELDS if spec.depends_on and
+                 spec.depends_on[0] == controller}
         form.widgets[controller].change(
-            lambda value, c=controller, deps=tuple(dependents): [
-                gr.update(visible=visibility({c: value})[d]) for d in deps],
-            form.widgets[controller], [form.boxes[d] for d in dependents], show_progress="hidden", queue=False)
+            lambda value, c=controller, boxes=boxes: {
+                box: gr.update(visible=visibility({c: value})[key]) for key, box in boxes.items()},
+            form.widgets[controller], list(boxes.values()), show_progress="hidden", queue=False)
 
-    gr.on([w.change for w in form.inputs], *tab.preview_event(ctx, lang), trigger_mode="always_last",
+    gr.on([w.change for w in form.inputs], *_preview_event(ctx, tab, lang), trigger_mode="always_last",
           show_progress="hidden")
 
     model = form.widgets[MODEL_KEY]
-    model.change(lambda m, lg: (gr.update(choices=_presets(m), value=_default_preset(m)), model_info_text(m, lg),
-                                gr.update(visible=has_experts(m))),
-                 [model, lang], [tab.preset, tab.model_info, form.accordions["moe"]], show_progress="hidden")
-    tab.apply_preset.click(lambda m, p, lg: apply_preset(form, m, p, lg), [model, tab.preset, lang],
-                           [*form.inputs, tab.io_status]) \
-        .then(*tab.preview_event(ctx, lang), show_progress="hidden")
+    moe = form.accordions["moe"]
+    model.change(lambda m, lg: {tab.preset: gr.update(choices=_presets(m), value=_default_preset(m)),
+                                tab.model_info: model_info_text(m, lg), moe: gr.update(visible=has_experts(m))},
+                 [model, lang], [tab.preset, tab.model_info, moe], show_progress="hidden")
+    then_preview(ctx, tab, lang, tab.apply_preset.click(lambda m, p, lg: apply_preset(tab, m, p, lg),
+                                                        [model, tab.preset, lang], [*form.inputs, tab.io_status]))
 
-    tab.save.click(lambda *v: save_yaml(ctx, form, list(v[:-2]), v[-2], v[-1]),
-                   [*form.inputs, tab.job_name, lang], [tab.saved, tab.io_status])
-    tab.load.upload(lambda p, lg: load_yaml(ctx, form, p, lg), [tab.load, lang], [*fill, tab.io_status]) \
-        .then(*tab.preview_event(ctx, lang), show_progress="hidden")
-    tab.importer.upload(lambda p, lg: import_yaml(ctx, form, p, lg), [tab.importer, lang], [*fill, tab.io_status]) \
-        .then(*tab.preview_event(ctx, lang), show_progress="hidden")
+    def save(data: dict) -> dict:
+        saved = save_yaml(ctx, form, form.values(data), data[tab.job_name], data[lang])
+        return {tab.saved: saved.saved, tab.io_status: saved.io_status}
+
+    tab.save.click(save, {*form.inputs, tab.job_name, lang}, [tab.saved, tab.io_status])
+    then_preview(ctx, tab, lang, tab.load.upload(lambda p, lg: load_yaml(ctx, tab, p, lg), [tab.load, lang],
+                                                 tab.fill_outputs()))
+    then_preview(ctx, tab, lang, tab.importer.upload(lambda p, lg: import_yaml(ctx, tab, p, lg),
+                                                     [tab.importer, lang], tab.fill_outputs()))
 
 
 def connect_start(ctx: StudioContext, tab: TrainTab, lang: gr.Radio, tabs: gr.Tabs, job_select: gr.Dropdown,
                   job_choices) -> None:
-    """Start: validate, queue, then show the job in the Jobs tab. `job_choices()` lists the jobs."""
+    """Start: validate, queue, then show the job in the Jobs tab. `job_choices(lang)` lists the jobs."""
     form = tab.form
-    outputs = [*tab.mark_outputs(), tabs, job_select]
 
-    def on_start(*values):
-        *widget_values, name, lang_value = values
-        updates, job_id = start(ctx, form, widget_values, name, lang_value)
-        if job_id is None:
-            return [*updates, gr.skip(), gr.skip()]
-        return [*updates, gr.Tabs(selected="jobs"), gr.update(choices=job_choices(lang_value), value=job_id)]
+    def on_start(data: dict) -> dict:
+        updates, job_id = start(ctx, tab, form.values(data), data[tab.job_name], data[lang])
+        if job_id is not None:
+            updates[tabs] = gr.Tabs(selected="jobs")
+            updates[job_select] = gr.update(choices=job_choices(data[lang]), value=job_id)
+        return updates
 
-    tab.start.click(on_start, [*form.inputs, tab.job_name, lang], outputs)
+    tab.start.click(on_start, {*form.inputs, tab.job_name, lang}, [*tab.mark_outputs(), tabs, job_select])

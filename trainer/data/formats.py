@@ -20,6 +20,7 @@ from itertools import chain, islice
 from typing import Iterator
 
 from .readers import BadRecord, DataError, DataIssue, ReadError, Record, iter_records
+from .rows import Example, Row, Turn, check_labels, describe, system_turn
 
 __all__ = [
     "FORMATS", "DETECT_ROWS", "FormatSpec", "Turn", "Example", "DataIssue", "DataError", "ReadError",
@@ -27,43 +28,6 @@ __all__ = [
 ]
 
 DETECT_ROWS = 100
-
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    role: str  # 'system' | 'user' | 'assistant'
-    content: str
-    train: bool = True
-
-
-@dataclass(slots=True)
-class Example:
-    messages: list[Turn]
-    chosen: str | None = None
-    rejected: str | None = None
-    line: int = 0
-    source: str = ""
-
-    @property
-    def kind(self) -> str:
-        return "preference" if self.chosen is not None else "sft"
-
-    @property
-    def system(self) -> str | None:
-        if self.messages and self.messages[0].role == "system":
-            return self.messages[0].content
-        return None
-
-    def to_record(self) -> dict:
-        """The row as paddleformers' `messages` reader takes it: SFT rows carry `label` (one 0/1
-        per assistant turn); preference rows carry `chosen_response`/`rejected_response`."""
-        record: dict = {"messages": [{"role": t.role, "content": t.content} for t in self.messages]}
-        if self.chosen is not None:
-            record["chosen_response"] = [{"role": "assistant", "content": self.chosen}]
-            record["rejected_response"] = [{"role": "assistant", "content": self.rejected}]
-        else:
-            record["label"] = [int(t.train) for t in self.messages if t.role == "assistant"]
-        return record
 
 
 @dataclass(frozen=True)
@@ -110,118 +74,10 @@ class UnknownFormatError(DataError):
     """Auto-detection found no supported format, or an unsupported format name was given."""
 
 
-def _describe(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, (int, float)):
-        return f"{type(value).__name__} {value!r}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"string {shown!r}"
-    if isinstance(value, list):
-        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
-    if isinstance(value, dict):
-        keys = ", ".join(repr(k) for k in list(value)[:6])
-        return f"an object with keys {keys}" if value else "an empty object"
-    return type(value).__name__
-
-
-class _Row:
-    """The row being checked: collects its issues."""
-
-    def __init__(self, row: dict, file: str, line: int):
-        self.row = row
-        self.file = file
-        self.line = line
-        self.issues: list[DataIssue] = []
-
-    def issue(self, field_name: str, message: str) -> None:
-        self.issues.append(DataIssue(self.file, self.line, field_name, message))
-
-    def get(self, key: str, required: bool = True) -> object:
-        """The field's value; None when absent (an issue when required). A null or empty optional
-        cell (common in CSV and Parquet) counts as absent."""
-        value = self.row.get(key)
-        if value is None:
-            if required:
-                self.issue(key, "required field is missing")
-            return None
-        if not required and value == "":
-            return None
-        return value
-
-    def string(self, value: object, name: str) -> str | None:
-        if isinstance(value, str):
-            return value if self.unicode(value, name) else None
-        self.issue(name, f"expected a string, got {_describe(value)}")
-        return None
-
-    def unicode(self, text: str, name: str) -> bool:
-        """JSON escapes can spell unpaired surrogates ("\\ud800"), which no tokenizer can encode."""
-        if text.isascii():
-            return True
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as e:
-            self.issue(name, f"unpaired surrogate \\u{ord(text[e.start]):04x} at character {e.start + 1}: "
-                             f"not valid Unicode text")
-            return False
-        return True
-
-    def strings(self, value: object, name: str) -> list[str] | None:
-        """A string or a list of strings, as a list."""
-        if isinstance(value, str):
-            return [value] if self.unicode(value, name) else None
-        if not isinstance(value, list):
-            self.issue(name, f"expected a string or a list of strings, got {_describe(value)}")
-            return None
-        ok = True
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                self.issue(f"{name}[{i}]", f"expected a string, got {_describe(item)}")
-                ok = False
-            elif not self.unicode(item, f"{name}[{i}]"):
-                ok = False
-        return value if ok else None
-
-    def content(self, text: str | None, role: str, name: str) -> None:
-        if text is not None and not text.strip() and role != "system":
-            self.issue(name, f"empty {role} turn")
-
-
-def _check_labels(r: _Row, value: object, count: int, name: str, per: str) -> list[bool] | None:
-    if not isinstance(value, list):
-        r.issue(name, f"expected a list of 0/1 values, one per {per}, got {_describe(value)}")
-        return None
-    ok = True
-    for i, item in enumerate(value):
-        if not (isinstance(item, (int, float)) and item in (0, 1)):
-            r.issue(f"{name}[{i}]", f"expected 0 or 1, got {_describe(item)}")
-            ok = False
-    if len(value) != count:
-        r.issue(name, f"has {len(value)} values but there {'is' if count == 1 else 'are'} {count} "
-                      f"{per}{'s' if count != 1 else ''}; give one 0/1 per {per}")
-        return None
-    if ok and count and not any(value):
-        r.issue(name, "every turn has label 0: there is nothing to train on")
-        return None
-    return [bool(item) for item in value] if ok else None
-
-
-def _system_turn(r: _Row, key: str = "system") -> list[Turn]:
-    value = r.get(key, required=False)
-    if value is None:
-        return []
-    text = r.string(value, key)
-    return [Turn("system", text)] if text and text.strip() else []
-
-
-def _erniekit_system(r: _Row, src: list[str], tgt: list[str], labels: list | None) -> list[Turn] | None:
+def _erniekit_system(r: Row, src: list[str], tgt: list[str], labels: list | None) -> list[Turn] | None:
     """ERNIEKit's `is_system: 1` takes src[0] as the system prompt and drops the first pair."""
     if r.row.get("is_system") != 1:
-        return _system_turn(r)
+        return system_turn(r)
     if len(src) < 2:
         r.issue("src", "is_system is 1, so src[0] is the system prompt, but no prompt follows it")
         return None
@@ -232,11 +88,11 @@ def _erniekit_system(r: _Row, src: list[str], tgt: list[str], labels: list | Non
     return [Turn("system", system)] if system.strip() else []
 
 
-def _item_name(r: _Row, key: str, i: int) -> str:
+def _item_name(r: Row, key: str, i: int) -> str:
     return f"{key}[{i}]" if isinstance(r.row[key], list) else key
 
 
-def _ernie_lists(r: _Row, tgt_required: bool) -> tuple[list[str] | None, list[str] | None]:
+def _ernie_lists(r: Row, tgt_required: bool) -> tuple[list[str] | None, list[str] | None]:
     """src and tgt as lists (a single string is a one-item list), with their turns checked."""
     src = r.get("src")
     src = r.strings(src, "src") if src is not None else None
@@ -252,7 +108,7 @@ def _ernie_lists(r: _Row, tgt_required: bool) -> tuple[list[str] | None, list[st
     return (list(src) if src is not None else None), (list(tgt) if tgt is not None else None)
 
 
-def _convert_erniekit(r: _Row) -> Example | None:
+def _convert_erniekit(r: Row) -> Example | None:
     src, tgt = _ernie_lists(r, tgt_required=True)
     if src is None or tgt is None:
         return None
@@ -261,7 +117,7 @@ def _convert_erniekit(r: _Row) -> Example | None:
                        f"give one reply per prompt")
     labels = None
     if r.get("label", required=False) is not None:
-        labels = _check_labels(r, r.row["label"], len(src), "label", "turn")
+        labels = check_labels(r, r.row["label"], len(src), "label", "turn")
     system = _erniekit_system(r, src, tgt, labels)
     if r.issues or system is None:
         return None
@@ -271,7 +127,7 @@ def _convert_erniekit(r: _Row) -> Example | None:
     return Example(turns)
 
 
-def _convert_erniekit_dpo(r: _Row) -> Example | None:
+def _convert_erniekit_dpo(r: Row) -> Example | None:
     src, tgt = _ernie_lists(r, tgt_required=False)
     chosen, rejected = _erniekit_responses(r)
     if src is None or tgt is None:
@@ -290,13 +146,13 @@ def _convert_erniekit_dpo(r: _Row) -> Example | None:
     return _preference(r, turns, chosen, rejected, "response")
 
 
-def _erniekit_responses(r: _Row) -> tuple[str | None, str | None]:
+def _erniekit_responses(r: Row) -> tuple[str | None, str | None]:
     response = r.get("response")
     sort = r.get("sort")
     replies: list[str | None] = []
     if response is not None:
         if not isinstance(response, list):
-            r.issue("response", f"expected a list of the two candidate replies, got {_describe(response)}")
+            r.issue("response", f"expected a list of the two candidate replies, got {describe(response)}")
         elif len(response) != 2:
             r.issue("response", f"expected 2 candidate replies, got {len(response)}")
         else:
@@ -314,7 +170,7 @@ def _erniekit_responses(r: _Row) -> tuple[str | None, str | None]:
                 replies.append(text)
     if sort is not None:
         if not isinstance(sort, list):
-            r.issue("sort", f"expected a list of two ranks such as [1, 0], got {_describe(sort)}")
+            r.issue("sort", f"expected a list of two ranks such as [1, 0], got {describe(sort)}")
             sort = None
         elif isinstance(response, list) and len(sort) != len(response):
             r.issue("sort", f"has {len(sort)} ranks but 'response' has {len(response)} replies; give one "
@@ -326,7 +182,7 @@ def _erniekit_responses(r: _Row) -> tuple[str | None, str | None]:
         else:
             bad = [i for i, rank in enumerate(sort) if isinstance(rank, bool) or not isinstance(rank, (int, float))]
             for i in bad:
-                r.issue(f"sort[{i}]", f"expected a number, got {_describe(sort[i])}")
+                r.issue(f"sort[{i}]", f"expected a number, got {describe(sort[i])}")
             if bad:
                 sort = None
             elif sort[0] == sort[1]:
@@ -337,7 +193,7 @@ def _erniekit_responses(r: _Row) -> tuple[str | None, str | None]:
     return (replies[0], replies[1]) if sort[0] > sort[1] else (replies[1], replies[0])
 
 
-def _preference(r: _Row, prompt: list[Turn], chosen: str | None, rejected: str | None,
+def _preference(r: Row, prompt: list[Turn], chosen: str | None, rejected: str | None,
                 field_name: str = "rejected") -> Example | None:
     if chosen is not None and rejected is not None and chosen == rejected:
         r.issue(field_name, "chosen and rejected replies are identical; a preference pair needs two "
@@ -347,16 +203,16 @@ def _preference(r: _Row, prompt: list[Turn], chosen: str | None, rejected: str |
     return Example(prompt, chosen, rejected)
 
 
-def _alpaca_prompt(r: _Row) -> list[Turn] | None:
-    turns = _system_turn(r)
+def _alpaca_prompt(r: Row) -> list[Turn] | None:
+    turns = system_turn(r)
     history = r.get("history", required=False)
     if history is not None:
         if not isinstance(history, list):
-            r.issue("history", f"expected a list of [question, answer] pairs, got {_describe(history)}")
+            r.issue("history", f"expected a list of [question, answer] pairs, got {describe(history)}")
         else:
             for i, pair in enumerate(history):
                 if not (isinstance(pair, list) and len(pair) == 2):
-                    r.issue(f"history[{i}]", f"expected a [question, answer] pair, got {_describe(pair)}")
+                    r.issue(f"history[{i}]", f"expected a [question, answer] pair, got {describe(pair)}")
                     continue
                 q = r.string(pair[0], f"history[{i}][0]")
                 a = r.string(pair[1], f"history[{i}][1]")
@@ -374,7 +230,7 @@ def _alpaca_prompt(r: _Row) -> list[Turn] | None:
     return turns + [Turn("user", query)]
 
 
-def _convert_alpaca(r: _Row) -> Example | None:
+def _convert_alpaca(r: Row) -> Example | None:
     prompt = _alpaca_prompt(r)
     output = r.get("output")
     output = r.string(output, "output") if output is not None else None
@@ -384,7 +240,7 @@ def _convert_alpaca(r: _Row) -> Example | None:
     return Example(prompt + [Turn("assistant", output)])
 
 
-def _reply(r: _Row, name: str) -> str | None:
+def _reply(r: Row, name: str) -> str | None:
     """A preference reply: a string, a turn object ({role, content} or {from, value}), or a list
     holding one turn object."""
     value = r.row.get(name)
@@ -400,20 +256,20 @@ def _reply(r: _Row, name: str) -> str | None:
         role = value.get(role_key)
         if role is not None and role not in ("assistant", "gpt"):
             r.issue(f"{name}.{role_key}", f"expected the assistant's reply (role 'assistant' or 'gpt'), "
-                                          f"got {_describe(role)}")
+                                          f"got {describe(role)}")
         if content_key not in value:
             r.issue(f"{name}.{content_key}", "required field is missing")
             return None
         value, name = value[content_key], f"{name}.{content_key}"
     elif not isinstance(value, str):
-        r.issue(name, f"expected a string or a {{role, content}} object, got {_describe(value)}")
+        r.issue(name, f"expected a string or a {{role, content}} object, got {describe(value)}")
         return None
     text = r.string(value, name)
     r.content(text, "assistant", name)
     return text
 
 
-def _convert_alpaca_dpo(r: _Row) -> Example | None:
+def _convert_alpaca_dpo(r: Row) -> Example | None:
     prompt = _alpaca_prompt(r)
     chosen = _reply(r, "chosen")
     rejected = _reply(r, "rejected")
@@ -447,14 +303,14 @@ def _a(word: str) -> str:
     return f"{'an' if word.startswith('a') else 'a'} {word}"
 
 
-def _dialogue(r: _Row, d: _Dialect, preference: bool) -> list[Turn] | None:
+def _dialogue(r: Row, d: _Dialect, preference: bool) -> list[Turn] | None:
     """The turns of a messages/conversations list, checked for roles, content and alternation."""
-    turns = _system_turn(r)
+    turns = system_turn(r)
     items = r.get(d.key)
     if items is None:
         return None
     if not isinstance(items, list):
-        r.issue(d.key, f"expected a list of {{{d.role_key}, {d.content_key}}} objects, got {_describe(items)}")
+        r.issue(d.key, f"expected a list of {{{d.role_key}, {d.content_key}}} objects, got {describe(items)}")
         return None
     if not items:
         r.issue(d.key, "empty list: at least one turn is needed")
@@ -463,7 +319,7 @@ def _dialogue(r: _Row, d: _Dialect, preference: bool) -> list[Turn] | None:
     for i, item in enumerate(items):
         name = f"{d.key}[{i}]"
         if not isinstance(item, dict):
-            r.issue(name, f"expected an object {{{d.role_key}, {d.content_key}}}, got {_describe(item)}")
+            r.issue(name, f"expected an object {{{d.role_key}, {d.content_key}}}, got {describe(item)}")
             roles.append(None)
             continue
         raw_role = item.get(d.role_key)
@@ -471,7 +327,7 @@ def _dialogue(r: _Row, d: _Dialect, preference: bool) -> list[Turn] | None:
         if raw_role is None:
             r.issue(f"{name}.{d.role_key}", "required field is missing")
         elif role is None:
-            shown = repr(raw_role) if isinstance(raw_role, str) else _describe(raw_role)
+            shown = repr(raw_role) if isinstance(raw_role, str) else describe(raw_role)
             r.issue(f"{name}.{d.role_key}", f"unknown role {shown}; expected {d.expected}; "
                                             f"tool calls are not supported")
         content = item.get(d.content_key)
@@ -512,14 +368,14 @@ def _dialogue(r: _Row, d: _Dialect, preference: bool) -> list[Turn] | None:
     return None if r.issues else turns
 
 
-def _convert_messages(r: _Row) -> Example | None:
+def _convert_messages(r: Row) -> Example | None:
     turns = _dialogue(r, _MESSAGES, preference=False)
     label = r.get("label", required=False)
     if turns is None:
         return None
     if label is not None:
         assistants = [i for i, t in enumerate(turns) if t.role == "assistant"]
-        flags = _check_labels(r, label, len(assistants), "label", "assistant turn")
+        flags = check_labels(r, label, len(assistants), "label", "assistant turn")
         if flags is None:
             return None
         for i, flag in zip(assistants, flags):
@@ -528,7 +384,7 @@ def _convert_messages(r: _Row) -> Example | None:
 
 
 def _convert_dialogue_dpo(d: _Dialect):
-    def convert(r: _Row) -> Example | None:
+    def convert(r: Row) -> Example | None:
         prompt = _dialogue(r, d, preference=True)
         chosen = _reply(r, "chosen")
         rejected = _reply(r, "rejected")
@@ -538,7 +394,7 @@ def _convert_dialogue_dpo(d: _Dialect):
     return convert
 
 
-def _convert_sharegpt(r: _Row) -> Example | None:
+def _convert_sharegpt(r: Row) -> Example | None:
     turns = _dialogue(r, _SHAREGPT, preference=False)
     return Example(turns) if turns is not None else None
 
@@ -567,10 +423,10 @@ def try_convert(row: object, format: str, file: str = "", line: int = 0) -> tupl
     if isinstance(row, BadRecord):
         return None, [DataIssue(file, line, "", row.message)]
     if not isinstance(row, dict):
-        kind = _describe(row)
+        kind = describe(row)
         return None, [DataIssue(file, line, "", f"expected an object with the fields of format "
                                                  f"{format!r}, got {kind}")]
-    r = _Row(row, file, line)
+    r = Row(row, file, line)
     example = _CONVERTERS[format](r)
     if r.issues or example is None:
         return None, r.issues or [DataIssue(file, line, "", "invalid row")]
@@ -627,7 +483,7 @@ def detect_format(rows, file: str = "", line: int = 0) -> str:
         order = list(FORMATS)
         return max(votes, key=lambda name: (votes[name], -order.index(name)))
     if first is None:
-        seen = f"no row among the first ones is a JSON object; the first is {_describe(first_any)}"
+        seen = f"no row among the first ones is a JSON object; the first is {describe(first_any)}"
     else:
         seen = f"fields in the first row: {', '.join(map(str, first)) or '(none)'}"
     message = (f"unknown data format: no supported format matches ({seen}).\n"

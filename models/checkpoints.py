@@ -1,0 +1,113 @@
+"""Facts about checkpoint directories, without loading one: which files a tokenizer brings, whether
+a directory is a LoRA adapter and which base it belongs to, the model type a config names, and how
+a save is written (safetensors with the shipped config, into a staging directory renamed into place
+once complete). Never imports paddle: the UI, the registry and the CLI read these facts too."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+# The files a tokenizer consists of; copied with a model or an adapter so either chats on its own.
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+                   "added_tokens.json", "tokenizer.json")
+# Written beside a LoRA adapter: which base model it belongs to.
+ADAPTER_INFO = "adapter_info.json"
+SUPPORTED_MODEL_TYPES = ("ernie4_5", "ernie4_5_moe")
+
+
+class ModelNotFound(Exception):
+    """A model name or directory that cannot be used, with what to do about it."""
+
+
+def read_model_config(model_dir: str | os.PathLike[str]) -> dict:
+    """config.json of a checkpoint the studio can train and serve; ModelNotFound says why not."""
+    config_file = Path(model_dir) / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelNotFound(f"cannot read {config_file}: {exc}") from exc
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ModelNotFound(
+            f"{config_file}: model_type {model_type!r} is not supported for text fine-tuning; "
+            f"expected one of {', '.join(sorted(SUPPORTED_MODEL_TYPES))}"
+        )
+    return config
+
+
+def is_moe(model_dir: str | os.PathLike[str]) -> bool:
+    return read_model_config(model_dir)["model_type"] == "ernie4_5_moe"
+
+
+def is_adapter(path: str | os.PathLike[str]) -> bool:
+    return (Path(path) / ADAPTER_INFO).is_file()
+
+
+def adapter_info(adapter_dir: str | os.PathLike[str]) -> dict:
+    """adapter_info.json: `base_model` (its directory), `base_model_name` (as the run named it), `method`."""
+    return json.loads((Path(adapter_dir) / ADAPTER_INFO).read_text(encoding="utf-8"))
+
+
+def write_adapter_info(adapter_dir: str | os.PathLike[str], base_model: Path, base_model_name: str,
+                       method: str) -> None:
+    info = {"base_model": str(base_model), "base_model_name": base_model_name, "method": method}
+    (Path(adapter_dir) / ADAPTER_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
+
+
+def adapter_base(adapter_dir: str | os.PathLike[str]) -> Path:
+    """The base model directory an adapter was trained on; ModelNotFound if it is gone."""
+    base = Path(adapter_info(adapter_dir)["base_model"])
+    if not (base / "config.json").is_file():
+        raise ModelNotFound(f"{Path(adapter_dir) / ADAPTER_INFO}: the adapter's base model {base} is missing")
+    return base
+
+
+def copy_tokenizer_files(source: Path, target: Path) -> None:
+    for name in TOKENIZER_FILES:
+        if (Path(source) / name).is_file():
+            shutil.copy2(Path(source) / name, Path(target) / name)
+
+
+def remove_save_leftovers(directory: str | os.PathLike[str]) -> None:
+    """paddleformers' savers leave a `saved_signal_<rank>` file behind; a checkpoint does not need it."""
+    for leftover in Path(directory).glob("saved_signal_*"):
+        leftover.unlink()
+
+
+def save_model(model, directory: str | os.PathLike[str], config_json: str) -> None:
+    """Save `model`'s weights as safetensors with `config_json` as config.json.
+
+    `save_pretrained` writes the runtime config (CPU adjustments included); the config of the
+    checkpoint the weights came from is the one to ship.
+    """
+    model.save_pretrained(str(directory), safe_serialization=True)
+    remove_save_leftovers(directory)
+    (Path(directory) / "config.json").write_text(config_json, encoding="utf-8")
+
+
+def staging_dir(target: str | os.PathLike[str]) -> Path:
+    """Where a save of `target` is written before it is renamed into place: `<target>.partial`."""
+    target = Path(target)
+    return target.with_name(target.name + ".partial")
+
+
+@contextmanager
+def staged(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Write a directory under a temporary name and put it in place only once the block completes,
+    so `target` is never seen half-written; a leftover of an earlier crash is cleared first."""
+    target = Path(target)
+    staging = staging_dir(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    yield staging
+    publish(staging, target)
+
+
+def publish(staging: Path, target: str | os.PathLike[str]) -> None:
+    """Replace `target` with the complete directory `staging`."""
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)

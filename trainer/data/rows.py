@@ -1,0 +1,154 @@
+"""One dataset row under validation: the canonical `Turn`/`Example` every format converts to, and
+`Row`, which reads fields of a raw row and collects each problem as a `DataIssue` naming file,
+line and field. The format converters (trainer/data/formats.py) are written on top of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .readers import DataIssue
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    role: str  # 'system' | 'user' | 'assistant'
+    content: str
+    train: bool = True
+
+
+@dataclass(slots=True)
+class Example:
+    messages: list[Turn]
+    chosen: str | None = None
+    rejected: str | None = None
+    line: int = 0
+    source: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "preference" if self.chosen is not None else "sft"
+
+    @property
+    def system(self) -> str | None:
+        if self.messages and self.messages[0].role == "system":
+            return self.messages[0].content
+        return None
+
+    def to_record(self) -> dict:
+        """The row as paddleformers' `messages` reader takes it: SFT rows carry `label` (one 0/1
+        per assistant turn); preference rows carry `chosen_response`/`rejected_response`."""
+        record: dict = {"messages": [{"role": t.role, "content": t.content} for t in self.messages]}
+        if self.chosen is not None:
+            record["chosen_response"] = [{"role": "assistant", "content": self.chosen}]
+            record["rejected_response"] = [{"role": "assistant", "content": self.rejected}]
+        else:
+            record["label"] = [int(t.train) for t in self.messages if t.role == "assistant"]
+        return record
+
+
+def describe(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"{type(value).__name__} {value!r}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string {shown!r}"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+    if isinstance(value, dict):
+        keys = ", ".join(repr(k) for k in list(value)[:6])
+        return f"an object with keys {keys}" if value else "an empty object"
+    return type(value).__name__
+
+
+class Row:
+    """The row being checked: collects its issues."""
+
+    def __init__(self, row: dict, file: str, line: int):
+        self.row = row
+        self.file = file
+        self.line = line
+        self.issues: list[DataIssue] = []
+
+    def issue(self, field_name: str, message: str) -> None:
+        self.issues.append(DataIssue(self.file, self.line, field_name, message))
+
+    def get(self, key: str, required: bool = True) -> object:
+        """The field's value; None when absent (an issue when required). A null or empty optional
+        cell (common in CSV and Parquet) counts as absent."""
+        value = self.row.get(key)
+        if value is None:
+            if required:
+                self.issue(key, "required field is missing")
+            return None
+        if not required and value == "":
+            return None
+        return value
+
+    def string(self, value: object, name: str) -> str | None:
+        if isinstance(value, str):
+            return value if self.unicode(value, name) else None
+        self.issue(name, f"expected a string, got {describe(value)}")
+        return None
+
+    def unicode(self, text: str, name: str) -> bool:
+        """JSON escapes can spell unpaired surrogates ("\\ud800"), which no tokenizer can encode."""
+        if text.isascii():
+            return True
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            self.issue(name, f"unpaired surrogate \\u{ord(text[e.start]):04x} at character {e.start + 1}: "
+                             f"not valid Unicode text")
+            return False
+        return True
+
+    def strings(self, value: object, name: str) -> list[str] | None:
+        """A string or a list of strings, as a list."""
+        if isinstance(value, str):
+            return [value] if self.unicode(value, name) else None
+        if not isinstance(value, list):
+            self.issue(name, f"expected a string or a list of strings, got {describe(value)}")
+            return None
+        ok = True
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                self.issue(f"{name}[{i}]", f"expected a string, got {describe(item)}")
+                ok = False
+            elif not self.unicode(item, f"{name}[{i}]"):
+                ok = False
+        return value if ok else None
+
+    def content(self, text: str | None, role: str, name: str) -> None:
+        if text is not None and not text.strip() and role != "system":
+            self.issue(name, f"empty {role} turn")
+
+
+def check_labels(r: Row, value: object, count: int, name: str, per: str) -> list[bool] | None:
+    if not isinstance(value, list):
+        r.issue(name, f"expected a list of 0/1 values, one per {per}, got {describe(value)}")
+        return None
+    ok = True
+    for i, item in enumerate(value):
+        if not (isinstance(item, (int, float)) and item in (0, 1)):
+            r.issue(f"{name}[{i}]", f"expected 0 or 1, got {describe(item)}")
+            ok = False
+    if len(value) != count:
+        r.issue(name, f"has {len(value)} values but there {'is' if count == 1 else 'are'} {count} "
+                      f"{per}{'s' if count != 1 else ''}; give one 0/1 per {per}")
+        return None
+    if ok and count and not any(value):
+        r.issue(name, "every turn has label 0: there is nothing to train on")
+        return None
+    return [bool(item) for item in value] if ok else None
+
+
+def system_turn(r: Row, key: str = "system") -> list[Turn]:
+    value = r.get(key, required=False)
+    if value is None:
+        return []
+    text = r.string(value, key)
+    return [Turn("system", text)] if text and text.strip() else []
