@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         demo.launch(server_name=args.host, server_port=args.port, auth=auth, max_file_size=ctx.max_upload_bytes,
-                    css=CSS, ssr_mode=False, allowed_paths=[str(workdir / "configs")], show_error=True)
+                    css=CSS, ssr_mode=False, allowed_paths=[str(workdir / "configs")], show_error=True,
+                    footer_links=["api", "gradio", "settings"])
     finally:
         ctx.scheduler.stop()
         ctx.models.stop_all()

@@ -88,6 +88,13 @@ TABLE = {
             "ratio", "target.share", "<=", "value"),
         Row("`app.py` CPU, share of the machine: the same", "machine_share", "idle_machine_share"),
     ],
+    "chat_ui": [
+        Row("s for two 128-token replies side by side: Chat tab in Chromium / straight from the servers", "page_s",
+            "direct_s", "ratio", "target.ratio", "<="),
+        Row("longest main-thread task ms in the page while they stream", "longest_task_ms_max", None, None,
+            "target.longtask_ms", "<=", "value"),
+        Row("main-thread ms in long tasks while they stream", "long_tasks_ms"),
+    ],
     "load_watch": [
         Row("Jobs monitor `/tick` p95 ms: 20 clients / 1 client, job training", "p95_ms", "baseline_p95_ms",
             "ratio", "target.p95_ms", "<", "value"),

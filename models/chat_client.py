@@ -11,6 +11,7 @@ import json
 import queue
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -143,13 +144,29 @@ def side_by_side(requests: Sequence[tuple[ChatClient, list[dict], dict]]) -> Ite
     """Stream several `(client, messages, params)` requests at once (base and tuned answering the
     same prompt); yield `(index, delta)` as deltas arrive from any of them, and `(index, ChatError)`
     for a request that fails (the others carry on)."""
+    for batch in side_by_side_batches(requests, every_s=0.0):
+        yield from batch
+
+
+def side_by_side_batches(requests: Sequence[tuple[ChatClient, list[dict], dict]],
+                         every_s: float) -> Iterator[list[tuple[int, Delta | ChatError]]]:
+    """`side_by_side`, with the events that arrive within `every_s` of the last batch gathered into
+    one list: a reader that redraws per batch (a browser page) gets at most one batch per `every_s`,
+    the first event at once, and the last one as soon as every stream has ended.
+
+    Closing this generator ends the streams: each connection is closed at its next delta, and a
+    server stops generating for a client that disconnects."""
     events: queue.Queue = queue.Queue()
     done = object()
+    stopped = threading.Event()
 
     def pump(index: int, client: ChatClient, messages: list[dict], params: dict) -> None:
         try:
-            for delta in client.stream(messages, **params):
-                events.put((index, delta))
+            with closing(client.stream(messages, **params)) as deltas:
+                for delta in deltas:
+                    if stopped.is_set():
+                        return
+                    events.put((index, delta))
         except ChatError as exc:
             events.put((index, exc))
         finally:
@@ -157,10 +174,23 @@ def side_by_side(requests: Sequence[tuple[ChatClient, list[dict], dict]]) -> Ite
 
     for index, (client, messages, params) in enumerate(requests):
         threading.Thread(target=pump, args=(index, client, messages, params), daemon=True).start()
-    running = len(requests)
-    while running:
-        index, item = events.get()
-        if item is done:
-            running -= 1
-        else:
-            yield index, item
+    running, due = len(requests), 0.0
+    try:
+        while running:
+            batch = []
+            index, item = events.get()
+            while True:
+                if item is done:
+                    running -= 1
+                else:
+                    batch.append((index, item))
+                wait = due - time.monotonic()
+                try:
+                    index, item = events.get(timeout=wait) if running and wait > 0 else events.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                yield batch
+                due = time.monotonic() + every_s
+    finally:
+        stopped.set()

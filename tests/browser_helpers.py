@@ -4,6 +4,7 @@ chromium driven by Playwright's sync API, and waits that say what they were wait
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +94,45 @@ class Studio:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+@contextmanager
+def studio_running(workdir: Path):
+    """A started studio on `workdir`; at the end it stops, and so does any job a failed test left
+    running (jobs are detached from the app)."""
+    from trainer.jobs import JobStore
+
+    server = Studio(workdir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        store = JobStore(server.workdir)
+        for job in store.list_jobs():
+            if job.active:
+                store.stop_job(job.id, grace_s=5)
+
+
+@contextmanager
+def chromium():
+    """Debian's chromium under Playwright's sync API."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_browser(p)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(browser, **options):
+    """A page in a context of its own, 1400x1000, with limits for a slow machine."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, **options)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.set_default_navigation_timeout(180_000)
+    return page
+
+
 def launch_browser(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
@@ -130,3 +171,26 @@ def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.25)
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(interval_s)
+
+
+# Words a Chinese page keeps as they are: names of things (the product, the model family, formats,
+# methods, units) and values the schema itself spells in English (choices such as cosine or cpu).
+KEPT_WORDS = {
+    "ERNIE", "Studio", "ERNIEKit", "LoRA", "rsLoRA", "DPO", "SFT", "MoE", "YAML", "JSON", "JSONL", "CSV",
+    "Parquet", "ShareGPT", "OpenAI", "alpaca", "messages", "sharegpt", "src", "tgt", "KB", "MB", "GB",
+    "GiB", "MiB", "CPU", "GPU", "RAM", "ETA", "tokens", "alpha", "beta", "top", "sigmoid", "ipo", "hinge",
+    "cosine", "linear", "constant", "cpu", "gpu", "auto", "lora", "full", "sft", "dpo", "ernie", "tiny",
+    "moe", "dense", "base", "output", "think", "bf16", "fp16", "fp32", "wint8", "wint4", "zip", "Paddle",
+    "PaddlePaddle", "paddleformers", "API", "Gradio", "ZeRO", "AdamW", "adamw", "NCCL", "MTP", "token",
+    "safetensors", "TSV", "ID", "sqrt", "English",  # the language switch names each language in its own
+}
+# Paths, file names, config keys, model names and numbers with units: anything with / . _ or a digit.
+_TECHNICAL = re.compile(r"\S*[/._\\\d]\S*")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’]+")
+
+
+def english_words(text: str, kept: set[str] = frozenset()) -> list[str]:
+    """The English words of `text` a translated page should not show (technical tokens aside)."""
+    allowed = KEPT_WORDS | set(kept)
+    words = _WORD.findall(_TECHNICAL.sub(" ", text))
+    return [w for w in words if w not in allowed and w.lower() not in {a.lower() for a in allowed}]

@@ -96,3 +96,11 @@ def exact_answer_rate(model, tokenizer) -> float:
     conversations = sample_conversations()
     hits = sum(engine.reply(c[:-1], greedy)[1] == c[-1]["content"].strip() for c in conversations)
     return hits / len(conversations)
+
+
+def shown(markdown: str, lang: str = "en") -> str:
+    """The text a status written with webui.i18n.both shows in `lang`; other text as it is."""
+    import re
+
+    blocks = re.findall(rf'<div class="studio-msg" lang="{lang}">\n\n(.*?)\n\n</div>', markdown, re.S)
+    return "\n".join(blocks) if blocks else markdown

@@ -23,7 +23,7 @@ import yaml
 from models.chat_client import ChatError
 from plumbing.files import tail_text
 from tests.browser_helpers import Studio, wait_until
-from tests.conftest import ROOT, example_config, read_metrics, run_trainer
+from tests.conftest import ROOT, example_config, read_metrics, run_trainer, shown
 from trainer.jobfiles import (
     CHECKPOINT_COMPLETE_MARKER, COMPLETED, FAILED, QUEUED, RUNNING, STOPPED, JobPaths, checkpoint_step, read_status,
 )
@@ -336,8 +336,8 @@ def test_a_model_server_killed_mid_reply_is_an_error_and_loading_again_recovers(
         # well under the client's 300 s read timeout: it saw the connection break, it did not time out
         assert killed_at is not None and time.monotonic() - killed_at < 60, "the client noticed at once"
         assert "model server" in str(failure.value) and client.base_url in str(failure.value), failure.value
-        shown = describe(ctx, checkpoint, "en")  # at once: the dead process may not even be reaped yet
-        assert shown == "Not loaded: press Load." or shown.startswith("The model server failed"), shown
+        status = shown(describe(ctx, checkpoint, "en"))  # at once: the dead process may not even be reaped yet
+        assert status == "Not loaded: press Load." or status.startswith("The model server failed"), status
         wait_until(lambda: ctx.models.client(checkpoint) is None, 60, "the manager to forget the dead server")
         assert ctx.models.loaded() == []
 
@@ -355,10 +355,10 @@ def test_a_model_server_killed_mid_reply_is_an_error_and_loading_again_recovers(
         assert history[-2]["role"] == "assistant" and len(history[-2]["content"]) > 20, "the reply so far stays"
         assert history[-1]["metadata"]["title"] == "⚠️", history[-1]
         assert history[-1]["content"].startswith("The model server failed: the model server at"), history[-1]
-        wait_until(lambda: describe(ctx, checkpoint, "en") == "Not loaded: press Load.", 60,
+        wait_until(lambda: shown(describe(ctx, checkpoint, "en")) == "Not loaded: press Load.", 60,
                    "the Chat tab to show the model as not loaded")
 
-        assert list(load(ctx, checkpoint, "en"))[-1].startswith("Loaded: context 2048 tokens")
+        assert shown(list(load(ctx, checkpoint, "en"))[-1]).startswith("Loaded: context 2048 tokens")
         reply = ctx.models.client(checkpoint).complete(question, temperature=0, max_tokens=8)
         assert reply.content and reply.finish_reason == "length"
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shown
 
 GOOD = json.dumps({"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}) + "\n"
 
@@ -170,7 +170,7 @@ def test_a_symlink_in_the_spool_is_refused_through_the_upload_handler(tmp_path, 
     secret.write_text(GOOD)
     (spool / "data.jsonl").symlink_to(secret)
     status, *_ = store_uploads(ctx, [str(spool / "data.jsonl")], "en")
-    assert status == "- Refused data.jsonl: data.jsonl: a symbolic link is not an upload; upload the file itself"
+    assert shown(status) == "- Refused data.jsonl: data.jsonl: a symbolic link is not an upload; upload the file itself"
     assert ctx.datasets.list() == [] and secret.read_text() == GOOD
 
 
@@ -254,6 +254,7 @@ def test_every_handler_refuses_an_id_that_is_not_one_and_touches_nothing(tmp_pat
     before = files_under(tmp_path)
     for name, handler, expected in _job_handlers(ctx) + _data_and_chat_handlers(ctx):
         answer = handler(bad)
+        answer = shown(answer) if isinstance(answer, str) else answer
         if isinstance(expected, str) and expected:
             assert expected in answer and len(answer) < 400, (name, answer)
         else:

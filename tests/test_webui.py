@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import EXAMPLES, ROOT, SAMPLE_SFT
+from tests.conftest import EXAMPLES, ROOT, SAMPLE_SFT, shown
 from trainer.config import from_dict, iter_fields
 from trainer.jobfiles import append_metrics, write_status
 
@@ -219,7 +219,7 @@ def test_invalid_yaml_still_fills_what_it_can_and_marks_the_rest(ctx, train_ui, 
     assert errors["optim.max_steps"]["visible"] is False
     summary, marked, message = out[train_ui.problems], out[train_ui.shown_errors], out[train_ui.io_status]
     assert "unknown key 'bogus'" in summary and "optim.learning_rate" in marked
-    assert message == "Loaded run.yaml, with problems shown next to their fields."
+    assert shown(message) == "Loaded run.yaml, with problems shown next to their fields."
 
 
 def test_yaml_is_loaded_safely(ctx, train_ui, tmp_path):
@@ -229,7 +229,7 @@ def test_yaml_is_loaded_safely(ctx, train_ui, tmp_path):
     path = tmp_path / "evil.yaml"
     path.write_text(f"!!python/object/apply:os.system ['touch {marker}']\n")
     out = train_tab.load_yaml(ctx, train_ui, str(path), "en")
-    assert out[train_ui.io_status].startswith("Cannot load evil.yaml") and not marker.exists()
+    assert shown(out[train_ui.io_status]).startswith("Cannot load evil.yaml") and not marker.exists()
 
 
 def test_erniekit_import_fills_the_form_and_lists_what_it_could_not_map(ctx, train_ui):
@@ -238,7 +238,7 @@ def test_erniekit_import_fills_the_form_and_lists_what_it_could_not_map(ctx, tra
     fixture = str(ROOT / "tests" / "fixtures" / "erniekit_sft_lora_0p3b.yaml")
     out = train_tab.import_yaml(ctx, train_ui, fixture, "en")
     assert out[train_ui.form.widgets["finetuning.type"]] == "lora"
-    assert out[train_ui.io_status].startswith("Imported ERNIEKit config erniekit_sft_lora_0p3b.yaml")
+    assert shown(out[train_ui.io_status]).startswith("Imported ERNIEKit config erniekit_sft_lora_0p3b.yaml")
 
 
 def test_start_marks_each_problem_next_to_its_field_and_queues_nothing(ctx, train_ui):
@@ -279,15 +279,15 @@ def test_start_queues_a_valid_config_and_the_preview_shows_its_command(ctx, trai
     values = _default_values(form)
     values[form.keys.index("data.train")] = pd.DataFrame([[str(SAMPLE_SFT), "messages", 1.0]])
     values[form.keys.index("optim.max_steps")] = 5.0
-    shown = train_tab.preview(ctx, train_ui, values, "en", [])
-    command, config_text = shown[train_ui.command], shown[train_ui.config_yaml]
+    drawn = train_tab.preview(ctx, train_ui, values, "en", [])
+    command, config_text = drawn[train_ui.command], drawn[train_ui.config_yaml]
     assert "-m trainer run" in command and "--job-dir" in command
     assert yaml.safe_load(config_text)["optim"]["max_steps"] == 5
     updates, job_id = train_tab.start(ctx, train_ui, values, "first run", "en")
     job = ctx.store.get_job(job_id)
     assert job.name == "first run" and job.state == "queued" and job.waiting
     assert yaml.safe_load(job.paths.config.read_text())["optim"]["max_steps"] == 5
-    assert updates[train_ui.problems].startswith("Job **first run**")
+    assert shown(updates[train_ui.problems]).startswith("Job **first run**")
 
 
 def test_saved_yaml_loads_back_into_the_same_form(ctx, train_ui):
@@ -300,10 +300,10 @@ def test_saved_yaml_loads_back_into_the_same_form(ctx, train_ui):
     values[form.keys.index("finetuning.lora.target_modules")] = "qkv_proj, o_proj"
     saved, message = train_tab.save_yaml(ctx, form, values, "../my run", "en")
     path = Path(saved["value"])
-    assert path == ctx.workdir / "configs" / "my_run.yaml" and message == "Saved my_run.yaml; download it below."
+    assert path == ctx.workdir / "configs" / "my_run.yaml" and shown(message) == "Saved my_run.yaml; download it below."
     assert from_dict(yaml.safe_load(path.read_text())).optim.learning_rate == 3e-4
     loaded = train_tab.load_yaml(ctx, train_ui, str(path), "en")
-    assert loaded[train_ui.io_status] == "Loaded my_run.yaml."
+    assert shown(loaded[train_ui.io_status]) == "Loaded my_run.yaml."
     again = {key: loaded[widget] for key, widget in form.widgets.items()}
     assert again["finetuning.lora.target_modules"] == "qkv_proj, o_proj"
     assert again["data.train"].values.tolist() == [[str(SAMPLE_SFT), "messages", 0.5]]
@@ -316,7 +316,8 @@ def test_preview_rechecks_marked_fields_as_they_change(ctx, train_ui):
     values = _default_values(form)
     values[form.keys.index("optim.learning_rate")] = -1.0
     out = train_tab.preview(ctx, train_ui, values, "en", [])
-    assert set(out) == {train_ui.command, train_ui.config_yaml}  # nothing shown yet: marks and state untouched
+    # nothing shown yet: marks and state untouched
+    assert not set(out) & set(train_ui.mark_outputs()) and train_ui.command in out
     marks = train_tab.preview(ctx, train_ui, values, "en", ["optim.learning_rate"])
     assert marks[form.errors["optim.learning_rate"]]["visible"]
     values[form.keys.index("optim.learning_rate")] = 1e-3
@@ -401,6 +402,9 @@ def test_data_views_name_file_line_and_field(ctx, tmp_path):
                                         "not supported"]
     assert list(report.preview["OK"]) == ["✓", "✗", "✗", "✗"] and report.page_label == "Page 1 of 1"
     assert report.page == 0 and "**Rows** 1" in report.stats
+    # a line that is not JSON shows as written, next to what is wrong with it
+    malformed = report.preview.iloc[2]
+    assert malformed["Prompt"] == "not json" and "malformed JSON" in malformed["Response"]
 
 
 def test_preview_pages(ctx):
@@ -446,13 +450,14 @@ def test_reward_curves_of_a_dpo_job(ctx):
 
 def test_add_to_training_data_appends_once(ctx):
     from webui import data_tab
-    from webui.form import BY_KEY, from_widget
+    from webui.form import BY_KEY, StoredNames, from_widget
 
     stored = ctx.datasets.add(SAMPLE_SFT, "sample_sft.jsonl")
     table, message = data_tab.add_to(ctx, stored.id, None, "train", "en")
-    assert from_widget(BY_KEY["data.train"], table) == [
+    assert from_widget(BY_KEY["data.train"], table, StoredNames(ctx.datasets.list())) == [
         {"path": str(stored.path), "format": "messages", "probability": 1.0}]
-    assert message == "Added sample_sft.jsonl to the training data in the Train tab."
+    assert shown(message) == "Added sample_sft.jsonl to the training data in the Train tab."
+    assert shown(message, "zh").startswith("已将 sample_sft.jsonl")
     skipped, message = data_tab.add_to(ctx, stored.id, table, "train", "en")
     assert skipped == {"__type__": "update"} and "already" in message
 
@@ -520,8 +525,8 @@ def test_jobs_view_and_actions(ctx):
     out = jobs_tab.render(ctx, job.id, None, "en")
     assert "number 1 in the queue, waiting for cpu" in out.header
     assert "waiting to start" in out.progress
-    assert jobs_tab.resume(ctx, job.id, "en").startswith("Cannot do that: ")
-    assert jobs_tab.stop(ctx, job.id, "en") == f"Stopping {job.id}: it finishes its step and saves a checkpoint."
+    assert shown(jobs_tab.resume(ctx, job.id, "en")).startswith("Cannot do that: ")
+    assert shown(jobs_tab.stop(ctx, job.id, "en")) == f"Stopping {job.id}: it finishes its step and saves a checkpoint."
     assert ctx.store.get_job(job.id).state == "stopped"
     deleted = jobs_tab.delete(ctx, job.id, "en")
     assert ctx.store.list_jobs() == [] and deleted.select["value"] is None

@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from plumbing.files import tail_text
-from tests.browser_helpers import Studio, launch_browser, reload_page, shot, wait_http, wait_until
+from tests.browser_helpers import chromium, new_page, reload_page, shot, studio_running, wait_http, wait_until
 from tests.conftest import SAMPLE_SFT
 from trainer.jobfiles import COMPLETED, FAILED, STOPPED, read_status
 from trainer.jobs import JobStore
@@ -52,33 +52,22 @@ BAD_JSONL = "\n".join([
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
-    server = Studio(tmp_path_factory.mktemp("browser-studio")).start()
-    yield server
-    server.stop()
-    # A failed test must not leave a trainer or exporter running.
-    store = JobStore(server.workdir)
-    for job in store.list_jobs():
-        if job.active:
-            store.stop_job(job.id, grace_s=5)
+    with studio_running(tmp_path_factory.mktemp("browser-studio")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_api.sync_playwright() as p:
-        b = launch_browser(p)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
 def page(browser, studio):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(60_000)
-    pg.set_default_navigation_timeout(180_000)
+    pg = new_page(browser)
     open_studio(pg, studio)
     yield pg
-    context.close()
+    pg.context.close()
 
 
 def job_named(store: JobStore, name: str):
@@ -492,7 +481,7 @@ def test_chat_with_the_tuned_model_beside_the_base(page, trained_job):
         page.click("#chat-send")
         wait_until(lambda: len(chat_replies(page, "a")) >= turn and len(chat_replies(page, "b")) >= turn, 180,
                    f"both replies to prompt {turn}")
-        page.wait_for_function("() => !document.querySelector('#chat-bot-a .pending, #chat-bot-b .pending')")
+        page.locator("#chat-send").wait_for(state="visible")  # it is back when the replies are whole
         tuned, base = chat_replies(page, "a")[turn - 1], chat_replies(page, "b")[turn - 1]
         assert base != conversation[1]["content"]
         trained += tuned == conversation[1]["content"]
@@ -502,7 +491,7 @@ def test_chat_with_the_tuned_model_beside_the_base(page, trained_job):
             page.locator("#chat-input textarea").fill(conversation[0]["content"])
             page.click("#chat-send")
             wait_until(lambda: chat_replies(page, "a") and chat_replies(page, "b"), 180, "the replies again")
-            page.wait_for_function("() => !document.querySelector('#chat-bot-a .pending, #chat-bot-b .pending')")
+            page.locator("#chat-send").wait_for(state="visible")
             shot(page, "12-chat-side-by-side")
             break
     assert trained, "the tuned model gave none of the trained answers"

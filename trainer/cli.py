@@ -2,6 +2,7 @@
 
   run CONFIG.yaml [--job-dir DIR] [--resume] [KEY=VALUE ...]   train (SFT, full or LoRA)
   export JOB_DIR --merge [-o DIR]                               merge a LoRA adapter into its base
+  export JOB_DIR [--merge] --zip DIR                            a zip of the output (or the export) to take away
   config validate FILE [KEY=VALUE ...]                          check a run config
   config import-erniekit FILE -o OUT.yaml                       convert an ERNIEKit YAML
   data check FILE [--format F] [--model M] [--json]             validate a dataset, token statistics
@@ -82,16 +83,32 @@ def cmd_export(argv: list[str]) -> int:
     parser.add_argument("job_dir", help="a completed job's directory")
     parser.add_argument("--merge", action="store_true", help="merge the LoRA adapter into the base model")
     parser.add_argument("-o", "--output", help="where to write (default: JOB_DIR/export)")
+    parser.add_argument("--zip", metavar="DIR", help="write a zip archive into DIR, with the job's config.yaml and "
+                        "the tokenizer: of the export with --merge, else of the job's output as it is")
     args = parser.parse_args(argv)
+    if args.zip and args.output and not args.merge:
+        parser.error("-o names the export's directory; without --merge, --zip archives the output and exports nothing")
 
-    from trainer.export import ExportError, export
+    from trainer.archive import ArchiveError, job_archive
 
-    try:
-        out = export(Path(args.job_dir), merge=args.merge, out_dir=Path(args.output) if args.output else None)
-    except ExportError as exc:
-        print(f"export failed: {exc}", file=sys.stderr)
-        return 1
-    print(f"exported to {out}")
+    job_dir = Path(args.job_dir)
+    out = None
+    if args.merge or not args.zip:
+        from trainer.export import ExportError, export
+
+        try:
+            out = export(job_dir, merge=args.merge, out_dir=Path(args.output) if args.output else None)
+        except ExportError as exc:
+            print(f"export failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"exported to {out}")
+    if args.zip:
+        try:
+            archive = job_archive(job_dir, Path(args.zip), export_dir=out)
+        except ArchiveError as exc:
+            print(f"archive failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"archive written to {archive}")
     return 0
 
 

@@ -9,16 +9,20 @@ import gradio as gr
 import yaml
 
 from trainer.jobs import JobError
-from webui import chat_tab, data_tab, export_tab, jobs_tab, train_tab
+from webui import chat_tab, data_tab, export_tab, job_output, jobs_tab, train_tab
 from webui.context import StudioContext
-from webui.i18n import DEFAULT_LANG, LANGUAGES, t
+from webui.i18n import DEFAULT_LANG, LANGUAGES, MESSAGE_CSS, SWITCH_JS, said
 
 CSS = """
 #studio-header {align-items: center;}
 #studio-header .prose h1 {margin-bottom: 0;}
+th .header {word-break: keep-all; overflow-wrap: normal;}
 .field-error {color: var(--error-text-color, #b91c1c); font-size: 0.85em; margin-top: -6px;}
 .field-error p {color: var(--error-text-color, #b91c1c);}
 .cfg-field {gap: 4px;}
+.dataset-table th, .dataset-table th * {word-break: keep-all; overflow-wrap: normal; hyphens: none;}
+.dataset-files {font-size: 0.85em;}
+.dataset-files code {word-break: break-all;}
 #train-problems {color: var(--error-text-color, #b91c1c);}
 .studio-progress {margin: 4px 0 8px 0;}
 .studio-bar {height: 14px; border-radius: 7px; background: var(--neutral-200, #e5e7eb); overflow: hidden;}
@@ -39,7 +43,7 @@ CSS = """
              border: 1px solid var(--border-color-primary, #e5e7eb); border-radius: 6px;}
 .studio-log pre {margin: 0; padding: 8px; font-size: 12px; line-height: 1.35; white-space: pre-wrap;
                  word-break: break-all;}
-"""
+""" + MESSAGE_CSS
 
 def build_app(ctx: StudioContext) -> gr.Blocks:
     T = ctx.texts
@@ -51,13 +55,13 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
         with gr.Tabs(elem_id="studio-tabs") as tabs:
             with T.make(gr.Tab, "tab-data", id="data") as data_tab_ui:
                 data = data_tab.build(ctx)
-            with T.make(gr.Tab, "tab-train", id="train"):
+            with T.make(gr.Tab, "tab-train", id="train") as train_tab_ui:
                 train = train_tab.build(ctx)
-            with T.make(gr.Tab, "tab-jobs", id="jobs"):
+            with T.make(gr.Tab, "tab-jobs", id="jobs") as jobs_tab_ui:
                 jobs = jobs_tab.build(ctx)
             with T.make(gr.Tab, "tab-export", id="export") as export_tab_ui:
                 export = export_tab.build(ctx)
-            with T.make(gr.Tab, "tab-chat", id="chat"):
+            with T.make(gr.Tab, "tab-chat", id="chat") as chat_tab_ui:
                 chat = chat_tab.build(ctx)
 
         data_tab.connect(ctx, data, train.form, lang)
@@ -66,19 +70,21 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
         export_tab.connect(ctx, export, lang)
         chat_tab.connect(ctx, chat, lang)
 
+        # a completed job's output panel leads to the Chat and Export tabs
+        job_output.connect(ctx, jobs.output, jobs.select, jobs.timer, lang, tabs, chat.sides[0].model, export)
         train_tab.connect_start(ctx, train, lang, tabs, jobs.select,
-                                lambda lg: jobs_tab.job_choices(ctx.store.list_jobs(refresh=False), lg))
+                                lambda lg: jobs_tab.job_choices(ctx.store.list_jobs(refresh=False), lg), jobs.timer)
 
         def clone(job_id, lang_value):
             try:
                 mapping = jobs_tab.load_config(ctx, job_id)
             except (JobError, ValueError, OSError, yaml.YAMLError) as e:
-                return {jobs.action_status: t("msg-jobs-failed-action", lang_value, error=str(e))}
+                return {jobs.action_status: said("msg-jobs-failed-action", error=str(e))}
             return {**train_tab.fill_form(ctx, train, mapping, lang_value), tabs: gr.Tabs(selected="train"),
-                    train.io_status: t("msg-train-cloned", lang_value, id=job_id)}
+                    jobs.timer: gr.Timer(active=False), train.io_status: said("msg-train-cloned", id=job_id)}
 
         train_tab.then_preview(ctx, train, lang, jobs.clone.click(
-            clone, [jobs.select, lang], [*train.fill_outputs(), tabs, jobs.action_status]))
+            clone, [jobs.select, lang], [*train.fill_outputs(), tabs, jobs.timer, jobs.action_status]))
 
         def show_dataset(dataset_id, lang_value):
             return data.updates(data_tab.show_dataset(ctx, dataset_id, lang_value))
@@ -90,7 +96,9 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
             return export.updates(export_tab.refresh(ctx, job_id, lang_value))
 
         # A language switch relabels every catalogued component and re-renders what handlers wrote.
-        switched = lang.change(T.updates, lang, T.components, show_progress="hidden")
+        # Relabelling several hundred components takes the page seconds: the switch itself shows it is busy.
+        switched = lang.change(T.updates, lang, T.components, js=SWITCH_JS, show_progress="minimal",
+                               show_progress_on=lang)
         train_tab.then_relabel(ctx, train, lang, switched) \
             .then(show_dataset, [data.select, lang], data.outputs(data_tab.Report)) \
             .then(dataset_list, [data.select, lang], data.outputs(data_tab.Listing))
@@ -98,6 +106,16 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
         data_tab_ui.select(dataset_list, [data.select, lang], data.outputs(data_tab.Listing), show_progress="hidden")
         export_tab_ui.select(export_choice, [export.job, lang], export.outputs(export_tab.ExportChoice),
                              show_progress="hidden")
+
+        # The Jobs and Export monitors poll only while their tab is shown. Only a click on a tab fires
+        # its select event: the handlers that switch tabs themselves (Start, Clone, webui.job_output) set
+        # the timers too.
+        def timers(shown: str) -> dict:
+            return {jobs.timer: gr.Timer(active=shown == "jobs"), export.timer: gr.Timer(active=shown == "export")}
+
+        for shown, tab_ui in (("data", data_tab_ui), ("train", train_tab_ui), ("jobs", jobs_tab_ui),
+                              ("export", export_tab_ui), ("chat", chat_tab_ui)):
+            tab_ui.select(lambda shown=shown: timers(shown), None, [jobs.timer, export.timer], show_progress="hidden")
 
         def on_load(request: gr.Request):
             accept = (request.headers.get("accept-language", "") if request else "").lower()

@@ -3,23 +3,31 @@ them streaming, with a system prompt, sampling settings and thinking, and compar
 side by side on the same prompt.
 
 Each side keeps its own conversation (their replies differ); one Send streams both at once
-(models.chat_client.side_by_side). Reasoning shows as a collapsible "thinking" message. The
-conversations and settings live in the browser session; the servers are shared by all sessions.
+(models.chat_client.side_by_side_batches), and Stop ends the streams. Reasoning shows as a
+collapsible "thinking" message. The conversations and settings live in the browser session; the
+servers are shared by all sessions.
+
+The page spends tens of milliseconds on every update it gets (Gradio refreshes the loading status of
+each of the page's components, whatever changed), so it gets the replies at most UPDATES_PER_S
+times a second, whatever the token rate. Gradio sends each update as a diff: the text the replies
+grew by, not the conversations.
 """
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 
 import gradio as gr
 
-from models.chat_client import ChatClient, ChatError, side_by_side
+from models.chat_client import ChatClient, ChatError, Delta, side_by_side_batches
 from webui.context import StudioContext
-from webui.i18n import t
+from webui.i18n import DEFAULT_LANG, Phrase, said, t
 from webui.model_servers import list_checkpoints
 
 SIDES = ("a", "b")
+UPDATES_PER_S = 8
 
 
 @dataclass
@@ -37,16 +45,25 @@ class ChatTab:
     settings: list  # system prompt, temperature, top_p, top_k, max_tokens, repetition penalty, seed, thinking
     message: gr.Textbox
     send: gr.Button
+    stop: gr.Button
     clear: gr.Button
 
 
-def checkpoint_choices(ctx: StudioContext, optional: bool) -> list[tuple[str, str]]:
-    choices = [(c.label, c.value) for c in list_checkpoints(ctx.store, ctx.workdir)]
+def checkpoint_choices(ctx: StudioContext, optional: bool, lang: str = DEFAULT_LANG) -> list[tuple[str, str]]:
+    choices = [(c.label, c.value) for c in list_checkpoints(ctx.store, ctx.workdir, lang)]
     return ([("—", "")] if optional else []) + choices
 
 
-def refreshed_choices(ctx: StudioContext, optional: bool):
-    return gr.update(choices=checkpoint_choices(ctx, optional))
+def refreshed_choices(ctx: StudioContext, optional: bool, lang: str):
+    return gr.update(choices=checkpoint_choices(ctx, optional, lang))
+
+
+def bot_label(ctx: StudioContext, checkpoint: str, lang: str) -> str:
+    """A chat column is headed by its checkpoint's name as the list shows it."""
+    if not checkpoint:
+        return t("msg-chat-no-checkpoint", lang)
+    labels = {c.value: c.label for c in list_checkpoints(ctx.store, ctx.workdir, lang)}
+    return labels.get(checkpoint, checkpoint)
 
 
 def build(ctx: StudioContext) -> ChatTab:
@@ -75,14 +92,17 @@ def build(ctx: StudioContext) -> ChatTab:
             seed = T.make(gr.Number, "chat-seed", value=0, precision=0, minimum=0)
             thinking = T.make(gr.Checkbox, "chat-thinking", value=True)
     with gr.Row():
-        bots = [T.make(gr.Chatbot, f"chat-bot-{side}", height=420) for side in SIDES]
+        # not through T.make: the label follows the chosen checkpoint, and the language (bot_label)
+        bots = [gr.Chatbot(elem_id=f"chat-bot-{side}", height=420,
+                           label=bot_label(ctx, model.value, DEFAULT_LANG)) for side, (model, *_) in zip(SIDES, pickers)]
     with gr.Row(equal_height=True):
         message = T.make(gr.Textbox, "chat-input", lines=2, scale=5)
         send = T.make(gr.Button, "chat-send", variant="primary", scale=1, min_width=100)
+        stop = T.make(gr.Button, "chat-stop", variant="stop", scale=1, min_width=100, visible=False)
         clear = T.make(gr.Button, "chat-clear", scale=1, min_width=100)
     return ChatTab(sides=[ChatSide(*picker, bot) for picker, bot in zip(pickers, bots)],
                    settings=[system, temperature, top_p, top_k, max_tokens, penalty, seed, thinking],
-                   message=message, send=send, clear=clear)
+                   message=message, send=send, stop=stop, clear=clear)
 
 
 def api_messages(history: list[dict], system: str) -> list[dict]:
@@ -112,28 +132,28 @@ def describe(ctx: StudioContext, checkpoint: str, lang: str) -> str:
         return ""
     client = ctx.models.client(checkpoint)
     if client is None:
-        return t("msg-chat-not-loaded", lang)
+        return said("msg-chat-not-loaded")
     try:
         card = client.model_card()
     except ChatError as exc:  # the server died since the liveness check
-        return t("msg-chat-failed", lang, error=str(exc))
-    return t("msg-chat-loaded", lang, context=card.get("max_model_len", "?"),
-             thinking=t("msg-chat-yes" if card.get("thinking") else "msg-chat-no", lang))
+        return said("msg-chat-failed", error=str(exc))
+    return said("msg-chat-loaded", context=card.get("max_model_len", "?"),
+                thinking=Phrase("msg-chat-yes" if card.get("thinking") else "msg-chat-no"))
 
 
 def load(ctx: StudioContext, checkpoint: str, lang: str):
     if not checkpoint:
-        yield t("msg-chat-pick", lang)
+        yield said("msg-chat-pick")
         return
     # only what the list offers: a model server must not be pointed at any path a request names
     if checkpoint not in {c.value for c in list_checkpoints(ctx.store, ctx.workdir)}:
-        yield t("msg-chat-load-failed", lang, error=f"{checkpoint[:80]!r} is not a checkpoint of this studio")
+        yield said("msg-chat-load-failed", error=f"{checkpoint[:80]!r} is not a checkpoint of this studio")
         return
-    yield t("msg-chat-loading", lang)
+    yield said("msg-chat-loading")
     try:
         ctx.models.load(checkpoint)
     except ChatError as exc:
-        yield t("msg-chat-load-failed", lang, error=str(exc))
+        yield said("msg-chat-load-failed", error=str(exc))
         return
     yield describe(ctx, checkpoint, lang)
 
@@ -147,7 +167,8 @@ def unload(ctx: StudioContext, checkpoint: str, lang: str) -> str:
 def send(ctx: StudioContext, text: str, histories: list[list[dict]], checkpoints: list[str], settings: list,
          lang: str):
     """Stream both sides' replies; yields the message box's value, then every side's history (in
-    the order of `histories`), after every delta."""
+    the order of `histories`), at most UPDATES_PER_S times a second and once more at the end.
+    Closing it ends the streams."""
     histories = [list(h or []) for h in histories]
     if not text or not text.strip():
         yield gr.skip(), *histories
@@ -171,48 +192,78 @@ def send(ctx: StudioContext, text: str, histories: list[list[dict]], checkpoints
         requests.append((client, api_messages(histories[index], system), params))
     yield "", *histories
     replies = {index: {"reasoning": None, "answer": None} for index in sides}
-    for position, event in side_by_side(requests):
-        index = sides[position]
-        history, reply = histories[index], replies[index]
-        if isinstance(event, ChatError):
-            history.append(error_message(t("msg-chat-failed", lang, error=str(event))))
+    with closing(side_by_side_batches(requests, every_s=1 / UPDATES_PER_S)) as batches:
+        for batch in batches:
+            for position, event in batch:
+                index = sides[position]
+                add_event(histories[index], replies[index], event, lang)
             yield gr.skip(), *histories
-            continue
-        if event.reasoning:
-            if reply["reasoning"] is None:
-                reply["reasoning"] = {"role": "assistant", "content": "",
-                                      "metadata": {"title": t("msg-chat-thinking", lang)}}
-                history.append(reply["reasoning"])
-            reply["reasoning"]["content"] += event.reasoning
-        if event.finish_reason and reply["reasoning"] is not None:
-            reply["reasoning"]["metadata"]["status"] = "done"
-        if event.content or (event.finish_reason and reply["answer"] is None):
-            if reply["answer"] is None:
-                reply["answer"] = {"role": "assistant", "content": ""}
-                history.append(reply["answer"])
-            reply["answer"]["content"] += event.content
-        yield gr.skip(), *histories
+
+
+def add_event(history: list[dict], reply: dict, event: Delta | ChatError, lang: str) -> None:
+    """Grow the reply under way (`reply` holds its thinking and answer messages) by one delta, or
+    end it with the error."""
+    if isinstance(event, ChatError):
+        history.append(error_message(t("msg-chat-failed", lang, error=str(event))))
+        return
+    if event.reasoning:
+        if reply["reasoning"] is None:
+            reply["reasoning"] = {"role": "assistant", "content": "",
+                                  "metadata": {"title": t("msg-chat-thinking", lang)}}
+            history.append(reply["reasoning"])
+        reply["reasoning"]["content"] += event.reasoning
+    if event.finish_reason and reply["reasoning"] is not None:
+        reply["reasoning"]["metadata"]["status"] = "done"
+    if event.content or (event.finish_reason and reply["answer"] is None):
+        if reply["answer"] is None:
+            reply["answer"] = {"role": "assistant", "content": ""}
+            history.append(reply["answer"])
+        reply["answer"]["content"] += event.content
 
 
 def connect(ctx: StudioContext, tab: ChatTab, lang: gr.Radio) -> None:
+    def chosen(side: ChatSide, checkpoint: str, lang_value: str) -> dict:
+        return {side.status: describe(ctx, checkpoint, lang_value),
+                side.bot: gr.Chatbot(label=bot_label(ctx, checkpoint, lang_value))}
+
     for index, side in enumerate(tab.sides):
         side.load.click(partial(load, ctx), [side.model, lang], side.status)
         side.unload.click(partial(unload, ctx), [side.model, lang], side.status)
-        side.model.change(partial(describe, ctx), [side.model, lang], side.status)
+        side.model.change(partial(chosen, side), [side.model, lang], [side.status, side.bot], show_progress="hidden")
         # A job finished since the page loaded is offered as soon as the list is opened.
-        side.model.focus(partial(refreshed_choices, ctx, index > 0), None, side.model)
+        side.model.focus(partial(refreshed_choices, ctx, index > 0), lang, side.model)
 
     bots = [side.bot for side in tab.sides]
+    models = [side.model for side in tab.sides]
+
+    def relabel(data: dict) -> dict:
+        labels = {side.bot: gr.Chatbot(label=bot_label(ctx, data[side.model], data[lang])) for side in tab.sides}
+        choices = {side.model: refreshed_choices(ctx, index > 0, data[lang]) for index, side in enumerate(tab.sides)}
+        return {**labels, **choices}
+
+    lang.change(relabel, {*models, lang}, [*bots, *models], show_progress="hidden")
+
+    streaming = {tab.send: gr.update(visible=False), tab.stop: gr.update(visible=True)}
+    idle = {tab.send: gr.update(visible=True), tab.stop: gr.update(visible=False)}
 
     def on_send(data: dict):
         histories = [data[bot] for bot in bots]
-        checkpoints = [data[side.model] for side in tab.sides]
+        checkpoints = [data[model] for model in models]
         settings = [data[setting] for setting in tab.settings]
-        for message, *replies in send(ctx, data[tab.message], histories, checkpoints, settings, data[lang]):
-            yield {tab.message: message, **dict(zip(bots, replies))}
+        buttons = streaming
+        with closing(send(ctx, data[tab.message], histories, checkpoints, settings, data[lang])) as updates:
+            for message, *replies in updates:
+                yield {tab.message: message, **dict(zip(bots, replies)), **buttons}
+                buttons = {}
+        yield idle
 
-    inputs = {tab.message, *bots, *(side.model for side in tab.sides), *tab.settings, lang}
-    outputs = [tab.message, *bots]
-    tab.send.click(on_send, inputs, outputs)
-    tab.message.submit(on_send, inputs, outputs)
-    tab.clear.click(lambda: {bot: [] for bot in bots}, None, bots)
+    inputs = {tab.message, *bots, *models, *tab.settings, lang}
+    outputs = [tab.message, *bots, tab.send, tab.stop]
+    # no progress overlay: the replies growing are the progress
+    sent = [tab.send.click(on_send, inputs, outputs, show_progress="hidden"),
+            tab.message.submit(on_send, inputs, outputs, show_progress="hidden")]
+    # Cancelling closes on_send, which closes the streams: the servers stop generating. Clear stops
+    # them too, or the replies under way would fill the cleared conversations again.
+    tab.stop.click(lambda: idle, None, [tab.send, tab.stop], cancels=sent, show_progress="hidden")
+    tab.clear.click(lambda: {**{bot: [] for bot in bots}, **idle}, None, [*bots, tab.send, tab.stop], cancels=sent,
+                    show_progress="hidden")

@@ -25,14 +25,17 @@ import pandas as pd
 from models.registry import DEFAULT_MODEL, MODELS
 from trainer.data.readers import SUPPORTED_EXTENSIONS, BadRecord
 from webui.context import StudioContext
+from webui import first_run
 from webui.dataset_store import Dataset, DatasetError, count_tokens, human_size, preview_rows
-from webui.form import ENTRY_COLUMNS, ENTRY_DEFAULTS, Form, from_widget, to_widget
+from webui.form import ENTRY_COLUMNS, ENTRY_DEFAULTS, Form, StoredNames, from_widget, to_widget
 from webui.form import BY_KEY as FORM_SPECS
-from webui.i18n import t
+from webui.i18n import Phrase, both, said, t
 from webui.views import TabViews
 
 PAGE_SIZE = 10
 CELL_CHARS = 300
+# Token counting starts a tokenizer process; two at a time at most, whichever event asked.
+TOKEN_COUNT = {"concurrency_id": "token-count", "concurrency_limit": 2}
 
 
 class Report(NamedTuple):
@@ -60,17 +63,21 @@ class Tokens(NamedTuple):
 
 
 class Stored(NamedTuple):
-    """What an upload leaves: one line per file, the list, and an empty upload box."""
+    """What an upload leaves: one line per file, the list, an empty upload box, and the sample
+    offer gone once a dataset is stored."""
     status: str
     table: Any
     select: Any
     upload: None
+    samples: Any
 
 
 class Listing(NamedTuple):
     table: Any
     select: Any
     status: str
+    first_steps: Any
+    samples: Any
 
 
 class DeleteQuestion(NamedTuple):
@@ -84,6 +91,7 @@ class Deleted(NamedTuple):
     table: Any
     select: Any
     status: str
+    samples: Any
 
 
 class Added(NamedTuple):
@@ -118,16 +126,22 @@ class DataTab(TabViews):
     page: gr.State
     stats: gr.Markdown
     histogram: gr.BarPlot
+    first_steps: gr.Markdown  # the way to a first tuned model, until a job has completed
+    samples: gr.Column  # the sample datasets on offer while none is stored
+    sample_sft: gr.Button
+    sample_dpo: gr.Button
 
 
 
 def build(ctx: StudioContext) -> DataTab:
     T = ctx.texts
+    first_steps = first_run.build_first_steps(ctx)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             upload = T.make(gr.File, "data-upload", file_count="multiple", type="filepath",
                             file_types=list(SUPPORTED_EXTENSIONS), height=150)
             T.make(gr.Markdown, "data-hint", fmt={"limit": human_size(ctx.max_upload_bytes)})
+            samples, sample_sft, sample_dpo = first_run.build_samples(ctx)
             with gr.Row():
                 token_model = T.make(gr.Dropdown, "data-token_model", choices=list(MODELS), value=DEFAULT_MODEL,
                                      allow_custom_value=True)
@@ -136,7 +150,7 @@ def build(ctx: StudioContext) -> DataTab:
             status = gr.Markdown(elem_id="data-status")
         with gr.Column(scale=3):
             table = T.make(gr.Dataframe, "data-list", interactive=False, max_height=240, wrap=True,
-                           column_widths=["22%", "12%", "7%", "8%", "9%", "10%", "18%", "14%"])
+                           column_widths=["21%", "11%", "8%", "8%", "10%", "9%", "17%", "16%"])
             select = T.make(gr.Dropdown, "data-select", choices=[], value=None)
             with gr.Row():
                 add_train = T.make(gr.Button, "data-add_train", variant="primary", size="sm")
@@ -163,10 +177,10 @@ def build(ctx: StudioContext) -> DataTab:
             T.make(gr.Markdown, "data-stats-title")
             stats = gr.Markdown(elem_id="data-stats")
             histogram = T.make(gr.BarPlot, "data-histogram", x="tokens", y="rows", height=260, sort=None,
-                               value=histogram_frame(None))
+                               x_label_angle=-45, value=histogram_frame(None))
     return DataTab(upload, status, table, select, token_model, max_len, add_train, add_eval, delete, confirm_row,
                    question, confirm, cancel, summary, errors, errors_note, report, preview, prev, nxt, page_label,
-                   gr.State(0), stats, histogram)
+                   gr.State(0), stats, histogram, first_steps, samples, sample_sft, sample_dpo)
 
 
 # -- views -----------------------------------------------------------------------------------------
@@ -214,7 +228,7 @@ def preview_frame(dataset: Dataset, page: int, lang: str) -> pd.DataFrame:
                          *(_cut(a) for a in answers)])
         else:
             raw = item["raw"]
-            shown = raw.message if isinstance(raw, BadRecord) else str(raw)
+            shown = (raw.text or raw.message) if isinstance(raw, BadRecord) else str(raw)
             problems = _cut("; ".join(item["issues"]))
             rows.append([item["line"], "✗", "", _cut(shown), problems, *([""] * (len(replies) - 1))])
     return pd.DataFrame(rows, columns=cols)
@@ -348,15 +362,22 @@ def store_uploads(ctx: StudioContext, files: list[str] | None, lang: str) -> Sto
         try:
             dataset = ctx.datasets.add(path, original)
         except (DatasetError, OSError) as e:
-            lines.append("- " + t("msg-data-refused", lang, name=original, error=str(e)))
+            lines.append(Phrase("msg-data-refused", {"name": original, "error": str(e)}))
             continue
         finally:
             _discard_upload(path)
         last = dataset.id
-        lines.append("- " + t("msg-data-stored", lang, name=dataset.name, size=human_size(dataset.size)))
+        lines.append(Phrase("msg-data-stored", {"name": dataset.name, "size": human_size(dataset.size)}))
     choices = dataset_choices(ctx)
-    return Stored("\n".join(lines), dataset_table(ctx, lang),
-                  gr.update(choices=choices, value=last) if last else gr.update(choices=choices), None)
+    return Stored(both(lambda lg: "\n".join("- " + line.text(lg) for line in lines)), dataset_table(ctx, lang),
+                  gr.update(choices=choices, value=last) if last else gr.update(choices=choices), None,
+                  first_run.samples_update(ctx))
+
+
+def store_sample(ctx: StudioContext, which: str, lang: str) -> Stored:
+    """Store a sample dataset shipped with the studio, as if it had been uploaded, and say what next."""
+    stored = store_uploads(ctx, [str(first_run.SAMPLES[which])], lang)
+    return stored._replace(status=stored.status + "\n" + said("msg-data-sample-next"))
 
 
 def _discard_upload(path: str) -> None:
@@ -370,34 +391,36 @@ def refresh_list(ctx: StudioContext, current: str | None, lang: str) -> Listing:
     choices = dataset_choices(ctx)
     ids = [value for _, value in choices]
     value = current if current in ids else (ids[0] if ids else None)
-    note = "" if ids else t("msg-data-empty", lang)
-    return Listing(dataset_table(ctx, lang), gr.update(choices=choices, value=value), note)
+    note = "" if ids else said("msg-data-empty")
+    return Listing(dataset_table(ctx, lang), gr.update(choices=choices, value=value), note,
+                   first_run.first_steps_update(ctx), gr.update(visible=not ids))
 
 
 def add_to(ctx: StudioContext, dataset_id: str | None, current: Any, which: str, lang: str) -> Added:
     """Append the dataset to data.train or data.eval of this session's form."""
-    where = t(f"msg-data-{which}", lang)
+    where = Phrase(f"msg-data-{which}")
     dataset = ctx.datasets.find(dataset_id) if dataset_id else None
     if dataset is None:
-        return Added(gr.skip(), t("msg-data-pick", lang))
+        return Added(gr.skip(), said("msg-data-pick"))
     spec = FORM_SPECS[f"data.{which}"]
-    entries = from_widget(spec, current)
+    names = StoredNames(ctx.datasets.list())
+    entries = from_widget(spec, current, names)
     path = str(dataset.path)
     if any(entry.get("path") == path for entry in entries):
-        return Added(gr.skip(), t("msg-data-already", lang, name=dataset.name, where=where))
+        return Added(gr.skip(), said("msg-data-already", name=dataset.name, where=where))
     # a format the run config cannot name yet is left for the trainer to detect
     formats = next(item.choices for item in spec.item_fields if item.key == "format")
     entry = dict(ENTRY_DEFAULTS)
     entry.update(path=path, format=dataset.format if dataset.format in formats else "auto")
     entries.append({col: entry[col] for col in ENTRY_COLUMNS})
-    return Added(to_widget(spec, entries, lang), t("msg-data-added", lang, name=dataset.name, where=where))
+    return Added(to_widget(spec, entries, lang, names), said("msg-data-added", name=dataset.name, where=where))
 
 
 def ask_delete(ctx: StudioContext, dataset_id: str | None, lang: str) -> DeleteQuestion:
     dataset = ctx.datasets.find(dataset_id) if dataset_id else None
     if dataset is None:
-        return DeleteQuestion(gr.update(visible=False), "", t("msg-data-pick", lang))
-    return DeleteQuestion(gr.update(visible=True), t("msg-data-delete-question", lang, name=dataset.name), "")
+        return DeleteQuestion(gr.update(visible=False), "", said("msg-data-pick"))
+    return DeleteQuestion(gr.update(visible=True), said("msg-data-delete-question", name=dataset.name), "")
 
 
 def do_delete(ctx: StudioContext, dataset_id: str | None, lang: str) -> Deleted:
@@ -405,9 +428,10 @@ def do_delete(ctx: StudioContext, dataset_id: str | None, lang: str) -> Deleted:
     message = ""
     if dataset is not None:
         ctx.datasets.delete(dataset.id)
-        message = t("msg-data-deleted", lang, name=dataset.name)
+        message = said("msg-data-deleted", name=dataset.name)
     listing = refresh_list(ctx, None, lang)
-    return Deleted(gr.update(visible=False), listing.table, listing.select, message or listing.status)
+    return Deleted(gr.update(visible=False), listing.table, listing.select, message or listing.status,
+                   listing.samples)
 
 
 def connect(ctx: StudioContext, tab: DataTab, form: Form, lang: gr.Radio) -> None:
@@ -425,12 +449,16 @@ def connect(ctx: StudioContext, tab: DataTab, form: Form, lang: gr.Radio) -> Non
 
     tab.upload.upload(lambda files, lg: tab.updates(store_uploads(ctx, files, lg)), [tab.upload, lang],
                       tab.outputs(Stored)) \
-        .then(show, [tab.select, lang], report) \
-        .then(tokens, tokens_in, tokens_out, concurrency_id="token-count", concurrency_limit=2)
-    tab.select.input(show, [tab.select, lang], report) \
-        .then(tokens, tokens_in, tokens_out, concurrency_id="token-count", concurrency_limit=2)
+        .then(show, [tab.select, lang], report, show_progress="hidden") \
+        .then(tokens, tokens_in, tokens_out, show_progress="hidden", **TOKEN_COUNT)
+    for button, which in ((tab.sample_sft, "sft"), (tab.sample_dpo, "dpo")):
+        button.click(lambda lg, which=which: tab.updates(store_sample(ctx, which, lg)), [lang], tab.outputs(Stored)) \
+            .then(show, [tab.select, lang], report, show_progress="hidden") \
+            .then(tokens, tokens_in, tokens_out, show_progress="hidden", **TOKEN_COUNT)
+    tab.select.input(show, [tab.select, lang], report, show_progress="hidden") \
+        .then(tokens, tokens_in, tokens_out, show_progress="hidden", **TOKEN_COUNT)
     gr.on([tab.token_model.input, tab.max_len.submit, tab.max_len.blur], tokens, tokens_in, tokens_out,
-          concurrency_id="token-count", concurrency_limit=2, trigger_mode="always_last")
+          show_progress="hidden", trigger_mode="always_last", **TOKEN_COUNT)
     for button, delta in ((tab.prev, -1), (tab.next, 1)):
         button.click(lambda d, p, lg, delta=delta: tab.updates(turn_page(ctx, d, p, delta, lg)),
                      [tab.select, tab.page, lang], tab.outputs(Page))
@@ -446,5 +474,5 @@ def connect(ctx: StudioContext, tab: DataTab, form: Form, lang: gr.Radio) -> Non
                      tab.outputs(DeleteQuestion))
     tab.cancel.click(lambda: gr.update(visible=False), None, tab.confirm_row)
     tab.confirm.click(lambda d, lg: tab.updates(do_delete(ctx, d, lg)), [tab.select, lang], tab.outputs(Deleted)) \
-        .then(show, [tab.select, lang], report) \
-        .then(tokens, tokens_in, tokens_out, concurrency_id="token-count", concurrency_limit=2)
+        .then(show, [tab.select, lang], report, show_progress="hidden") \
+        .then(tokens, tokens_in, tokens_out, show_progress="hidden", **TOKEN_COUNT)

@@ -1,6 +1,7 @@
 """The Export tab: merge a completed job's LoRA adapter into its base model (or copy a full model)
 and write a self-contained checkpoint, in a `python -m trainer export` subprocess (webui.exports);
-shows where it went and its size, and follows a running export across page reloads.
+shows where it went and its size, follows a running export across page reloads, and offers a
+finished export as a zip to download (webui.downloads).
 
 The views are named tuples whose fields are named after the ExportTab components they go to
 (`ExportTab.updates` turns one into `{component: value}`).
@@ -15,10 +16,11 @@ import gradio as gr
 
 from trainer.jobfiles import COMPLETED
 from trainer.jobs import JobError
+from webui import downloads
 from webui.context import StudioContext
 from webui.dataset_store import human_size
 from webui.exports import ExportError
-from webui.i18n import t
+from webui.i18n import said
 from webui.monitor import log_html
 from webui.views import TabViews
 
@@ -29,6 +31,17 @@ class ExportView(NamedTuple):
     """The status line and the log box of a job's last export."""
     status: str
     log: Any
+
+
+class ExportDownload(NamedTuple):
+    """The zip button, shown once the export has finished, and the download of a zip already built."""
+    zip: Any
+    download: Any
+
+
+class Zipped(NamedTuple):
+    zip_note: Any
+    download: Any
 
 
 class ExportChoice(NamedTuple):
@@ -47,6 +60,9 @@ class ExportTab(TabViews):
     log: gr.HTML
     timer: gr.Timer
     shown: gr.State  # what the poll last sent this session
+    zip: gr.Button
+    download: gr.DownloadButton
+    zip_note: gr.Markdown
 
 
 
@@ -58,8 +74,13 @@ def build(ctx: StudioContext) -> ExportTab:
         out_dir = T.make(gr.Textbox, "export-dir", max_lines=1, scale=2)
         start = T.make(gr.Button, "export-start", variant="primary", scale=0, min_width=120)
     status = gr.Markdown(elem_id="export-status")
+    with gr.Row():
+        zip_button = T.make(gr.Button, "export-zip", size="sm", visible=False)
+        download = T.make(gr.DownloadButton, "export-download", size="sm", visible=False)
+    zip_note = gr.Markdown(elem_id="export-zip_note")
     log = T.make(gr.HTML, "export-log", value=log_html([]), show_label=True, container=True)
-    return ExportTab(job, out_dir, start, status, log, gr.Timer(POLL_S), gr.State(None))
+    return ExportTab(job, out_dir, start, status, log, gr.Timer(POLL_S, active=False), gr.State(None), zip_button,
+                     download, zip_note)
 
 
 def completed_choices(ctx: StudioContext) -> list[tuple[str, str]]:
@@ -70,19 +91,42 @@ def completed_choices(ctx: StudioContext) -> list[tuple[str, str]]:
 def status_view(ctx: StudioContext, job_id: str | None, lang: str) -> ExportView:
     """The status line and the log box of the job's last export."""
     if not job_id:
-        return ExportView(t("msg-export-none", lang) if not completed_choices(ctx) else "", log_html([]))
+        return ExportView(said("msg-export-none") if not completed_choices(ctx) else "", log_html([]))
     try:
         status = ctx.exports.status(job_id)
     except (JobError, ValueError):
         return ExportView("", log_html([]))
     log = log_html(status.log.splitlines())
     if status.state == "none":
-        return ExportView(t("msg-export-not-yet", lang), log)
+        return ExportView(said("msg-export-not-yet"), log)
     if status.state == "running":
-        return ExportView(t("msg-export-running", lang, dir=status.out_dir), log)
+        return ExportView(said("msg-export-running", dir=status.out_dir), log)
     if status.state == "done":
-        return ExportView(t("msg-export-done", lang, dir=status.out_dir, size=human_size(status.size)), log)
-    return ExportView(t("msg-export-failed", lang, error=status.error), log)
+        return ExportView(said("msg-export-done", dir=status.out_dir, size=human_size(status.size)), log)
+    return ExportView(said("msg-export-failed", error=status.error), log)
+
+
+def download_view(ctx: StudioContext, job_id: str | None) -> ExportDownload:
+    try:
+        status = ctx.exports.status(job_id) if job_id else None
+    except (JobError, ValueError):
+        status = None
+    if status is None or status.state != "done":
+        return ExportDownload(gr.update(visible=False), downloads.button(None))
+    job = ctx.store.get_job(job_id)
+    return ExportDownload(gr.update(visible=True), downloads.button(downloads.ready(ctx.store, job, status.out_dir)))
+
+
+def make_zip(ctx: StudioContext, job_id: str | None, lang: str):
+    """The zip of the job's finished export, step by step (webui.downloads.zip_steps)."""
+    def archive():
+        status = ctx.exports.status(job_id) if job_id else None
+        if status is None or status.state != "done":
+            raise ValueError(f"job {job_id} has no finished export")
+        return downloads.archive(ctx.store, job_id, export_dir=status.out_dir)
+
+    for note, download in downloads.zip_steps(archive, lang):
+        yield Zipped(note, download)
 
 
 def refresh(ctx: StudioContext, current: str | None, lang: str) -> ExportChoice:
@@ -95,24 +139,32 @@ def refresh(ctx: StudioContext, current: str | None, lang: str) -> ExportChoice:
 
 def start(ctx: StudioContext, job_id: str | None, out_text: str, lang: str) -> ExportView:
     if not job_id:
-        return ExportView(t("msg-export-none", lang), gr.skip())
+        return ExportView(said("msg-export-none"), gr.skip())
     try:
         ctx.exports.start(job_id, out_text)
     except (ExportError, JobError, ValueError) as e:
-        return ExportView(t("msg-export-refused", lang, error=str(e)), gr.skip())
+        return ExportView(said("msg-export-refused", error=str(e)), gr.skip())
     return status_view(ctx, job_id, lang)
 
 
 def connect(ctx: StudioContext, tab: ExportTab, lang: gr.Radio) -> None:
     def poll(job_id, shown, lang_value):
-        view = status_view(ctx, job_id, lang_value)
-        key = (job_id, lang_value, *view)
+        view, offer = status_view(ctx, job_id, lang_value), download_view(ctx, job_id)
+        key = (job_id, lang_value, *view, *offer)
         if key == shown:
             return gr.skip()
-        return {**tab.updates(view), tab.shown: key}
+        return {**tab.updates(view), **tab.updates(offer), tab.shown: key}
 
-    tab.timer.tick(poll, [tab.job, tab.shown, lang], [*tab.outputs(ExportView), tab.shown], show_progress="hidden",
-                   concurrency_limit=None)
-    tab.job.input(lambda j, lg: tab.updates(status_view(ctx, j, lg)), [tab.job, lang], tab.outputs(ExportView))
+    def zipped(job_id, lang_value):
+        for step in make_zip(ctx, job_id, lang_value):
+            yield tab.updates(step)
+
+    polled = [*tab.outputs(ExportView), *tab.outputs(ExportDownload), tab.shown]
+    tab.timer.tick(poll, [tab.job, tab.shown, lang], polled, show_progress="hidden", concurrency_limit=None)
+    tab.job.input(lambda j, lg: {**tab.updates(status_view(ctx, j, lg)), **tab.updates(download_view(ctx, j)),
+                                 tab.zip_note: ""},
+                  [tab.job, lang], [*tab.outputs(ExportView), *tab.outputs(ExportDownload), tab.zip_note])
+    # archives are written one at a time: several at once would only share the disk's speed
+    tab.zip.click(zipped, [tab.job, lang], tab.outputs(Zipped), concurrency_id="archive", concurrency_limit=1)
     tab.start.click(lambda j, d, lg: tab.updates(start(ctx, j, d, lg)), [tab.job, tab.out_dir, lang],
                     tab.outputs(ExportView))

@@ -12,7 +12,7 @@ the catalogue and the form (webui.form) take them from. Components are created t
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import gradio as gr
 
@@ -153,10 +153,9 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "chat-seed": _li("Seed", "0: a new one each time.", "随机种子", "0 表示每次不同。"),
     "chat-thinking": _li("Thinking", "For models whose template has a thinking mode.", "思考模式",
                          "仅对模板支持思考模式的模型有效。"),
-    "chat-bot-a": _l("Checkpoint", "检查点"),
-    "chat-bot-b": _l("Compared", "对比模型"),
     "chat-input": _l("Message", "消息"),
     "chat-send": _v("Send", "发送"),
+    "chat-stop": _v("Stop", "停止"),
     "chat-clear": _v("Clear", "清空"),
     "msg-chat-pick": _m("Pick a checkpoint first.", "请先选择检查点。"),
     "msg-chat-loading": _m("Loading… (a model server process starts)", "加载中……（正在启动模型服务进程）"),
@@ -167,6 +166,7 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "msg-chat-thinking": _m("Thinking", "思考过程"),
     "msg-chat-yes": _m("yes", "支持"),
     "msg-chat-no": _m("no", "不支持"),
+    "msg-chat-no-checkpoint": _m("No checkpoint chosen", "未选择检查点"),
     # -- data
     "data-upload": _l("Upload datasets (drop files here or click to choose)", "上传数据集（拖放文件到此处或点击选择）"),
     "data-hint": _v("JSONL, JSON, CSV or Parquet, at most {limit} per file. The format is detected: ERNIEKit "
@@ -193,10 +193,18 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "data-next": _v("Next ▶", "下一页 ▶"),
     "data-stats-title": _v("### Statistics", "### 统计"),
     "data-histogram": _plot("Token length per row", "tokens", "rows", "每行 token 长度", "token 数", "行数"),
+    "data-first_steps": _v("First steps to a tuned model: upload a dataset or pick a sample → *Add to training data* "
+                           "→ Train tab: *Start training* → Jobs tab: wait for *completed* → *Chat with it*.",
+                           "第一次使用：上传数据集或选一个示例 → *加入训练数据* → 训练页：*开始训练* → "
+                           "任务页：等到*已完成* → *与它对话*。"),
+    "data-samples-title": _v("No dataset yet? Start with a sample that ships with the studio:",
+                             "还没有数据集？可以先用工作室自带的示例："),
+    "data-sample_sft": _v("Sample SFT set (60 Q&A pairs)", "示例 SFT 数据（60 组问答）"),
+    "data-sample_dpo": _v("Sample preference pairs for DPO (60)", "示例偏好数据，用于 DPO（60 对）"),
     # -- train
-    "train-preset": _li("Preset", "Recommended settings for this model and method.",
-                        "预设", "此模型和方法的推荐设置。"),
-    "train-apply_preset": _v("Apply preset", "应用预设"),
+    "train-preset": _li("Preset", "Recommended settings for this model and method; choosing one fills the form.",
+                        "预设", "此模型和方法的推荐设置；选择后即填入表单。"),
+    "train-apply_preset": _v("Reset to preset", "恢复预设"),
     "train-run-title": _v("### Run", "### 运行"),
     "train-job_name": {"en": {"label": "Job name", "placeholder": "optional, e.g. lora-r16-lr2e-3"},
                        "zh": {"label": "任务名称", "placeholder": "可选，例如 lora-r16-lr2e-3"}},
@@ -227,6 +235,10 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "jobs-delete": _v("Delete", "删除"),
     "jobs-delete_confirm": _v("Yes, delete the job and its files", "确认删除任务及其文件"),
     "jobs-delete_cancel": _v("Cancel", "取消"),
+    "jobs-chat_with": _v("Chat with it", "与它对话"),
+    "jobs-export_it": _v("Export it", "导出"),
+    "jobs-zip": _v("Prepare a zip to download", "打包为 zip 以便下载"),
+    "jobs-download": _v("⬇ Download the zip", "⬇ 下载 zip"),
     # -- export
     "export-intro": _v("Merge a finished job's LoRA adapter into its base model (or copy a fully fine-tuned "
                        "model) and write a self-contained checkpoint: safetensors, config and tokenizer.",
@@ -240,6 +252,8 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
                           "placeholder": "任务目录/export"}},
     "export-start": _v("Export", "导出"),
     "export-log": _l("Export log", "导出日志"),
+    "export-zip": _v("Prepare a zip of the export", "将导出结果打包为 zip"),
+    "export-download": _v("⬇ Download the zip", "⬇ 下载 zip"),
     # -- messages
     "msg-data-stored": _m("Stored **{name}** ({size}).", "已保存 **{name}**（{size}）。"),
     "msg-data-refused": _m("Refused {name}: {error}", "已拒绝 {name}：{error}"),
@@ -278,6 +292,8 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "msg-data-eval": _m("the evaluation data", "评估数据"),
     "msg-data-already": _m("{name} is already in {where}.", "{name} 已在{where}中。"),
     "msg-data-pick": _m("Choose a dataset first.", "请先选择一个数据集。"),
+    "msg-data-sample-next": _m("Next: *Add to training data*, then *Start training* in the Train tab.",
+                               "下一步：*加入训练数据*，然后在训练页点击*开始训练*。"),
     "msg-col-name": _m("Name", "名称"),
     "msg-col-format": _m("Format", "格式"),
     "msg-col-rows": _m("Rows", "行数"),
@@ -311,6 +327,18 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "msg-train-custom-model": _m("A local checkpoint directory: {path}", "本地检查点目录：{path}"),
     "msg-train-no-presets": _m("no presets", "无预设"),
     "msg-train-preset-applied": _m("Applied preset {preset}: {changes}", "已应用预设 {preset}：{changes}"),
+    "msg-train-preset-same": _m("✓ The form holds preset **{preset}**.", "✓ 表单即预设 **{preset}**。"),
+    "msg-train-preset-modified": _m("**{preset} (modified)** · changed: {fields}",
+                                    "**{preset}（已修改）** · 改动：{fields}"),
+    "msg-train-summary": _m("**Will train** `{model}` · {method} · {tuning} · lr {lr} · {length} · {rows}",
+                            "**将训练** `{model}` · {method} · {tuning} · 学习率 {lr} · {length} · {rows}"),
+    "msg-train-summary-lora": _m("LoRA rank {rank}", "LoRA 秩 {rank}"),
+    "msg-train-summary-full": _m("full fine-tuning", "全参数微调"),
+    "msg-train-summary-epochs": _m("epochs {n}", "{n} 轮"),
+    "msg-train-summary-steps": _m("steps {n}", "{n} 步"),
+    "msg-train-summary-rows": _m("{n} rows", "{n} 行"),
+    "msg-train-summary-no-data": _m("no training data yet", "尚无训练数据"),
+    "msg-train-stored-file": _m("**{name}** · {rows} rows · `{path}`", "**{name}** · {rows} 行 · `{path}`"),
     "msg-train-problems": _m("**{n} problem(s) — nothing was started.** Each is shown next to its field:",
                              "**发现 {n} 个问题——未启动任务。** 每个问题都显示在对应字段旁："),
     "msg-train-queued": _m("Job **{name}** ({id}) queued. It starts as soon as its device is free; watch it in the "
@@ -357,6 +385,20 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "msg-export-failed": _m("✗ Export failed: {error}", "✗ 导出失败：{error}"),
     "msg-export-refused": _m("Cannot export: {error}", "无法导出：{error}"),
     "msg-export-not-yet": _m("Not exported yet.", "尚未导出。"),
+    "msg-output-info": _m("**Output**: {what} · {size}  \n`{path}`", "**输出**：{what} · {size}  \n`{path}`"),
+    "msg-output-adapter": _m("LoRA adapter of {base}", "基于 {base} 的 LoRA 适配器"),
+    "msg-output-model": _m("full model", "完整模型"),
+    "msg-output-not-offered": _m("The Chat tab does not offer {path}: it holds no config.json.",
+                                 "对话页没有提供 {path}：其中没有 config.json。"),
+    "msg-zip-building": _m("Building the zip … (a large model takes a while)", "正在打包 zip …（大模型需要一些时间）"),
+    "msg-zip-ready": _m("✓ {name} ({size}) is ready: use the download button.",
+                        "✓ {name}（{size}）已就绪：请点击下载按钮。"),
+    "msg-zip-failed": _m("✗ Cannot build the zip: {error}", "✗ 无法打包 zip：{error}"),
+    "msg-ckpt-base": _m("{name} (base)", "{name}（基座）"),
+    "msg-ckpt-output": _m("{title}: output ({kind})", "{title}：输出（{kind}）"),
+    "msg-ckpt-export": _m("{title}: export (merged)", "{title}：导出（已合并）"),
+    "msg-ckpt-adapter": _m("LoRA adapter", "LoRA 适配器"),
+    "msg-ckpt-model": _m("model", "模型"),
     "msg-state-queued": _m("queued", "排队中"),
     "msg-state-running": _m("running", "运行中"),
     "msg-state-stopping": _m("stopping", "正在停止"),
@@ -391,6 +433,41 @@ def t(key: str, lang: str = DEFAULT_LANG, **fields: Any) -> str:
     p = props(key, lang if lang in LANGUAGES else DEFAULT_LANG)
     text = p.get("text", p.get("label", p.get("value", "")))
     return text.format(**fields) if fields else text
+
+
+class Phrase(NamedTuple):
+    """A message not yet put into a language; a field may itself be a Phrase (a translated word)."""
+    key: str
+    fields: dict = {}
+
+    def text(self, lang: str) -> str:
+        return t(self.key, lang, **{name: value.text(lang) if isinstance(value, Phrase) else value
+                                    for name, value in self.fields.items()})
+
+
+def both(render: Callable[[str], str]) -> str:
+    """Markdown holding `render(lang)` for every language, each in a block the page shows only while
+    its language is chosen (MESSAGE_CSS, keyed on what SWITCH_JS sets). A status line written this
+    way follows a language switch at once, though no handler runs again to redraw it."""
+    texts = {code: render(code) for code in LANGUAGES}
+    if not any(texts.values()):
+        return ""
+    return "\n".join(f'<div class="studio-msg" lang="{code}">\n\n{text}\n\n</div>' for code, text in texts.items())
+
+
+def said(key: str, **fields: Any) -> str:
+    """Message `key` in every language (see `both`); fields may be Phrases."""
+    return both(Phrase(key, fields).text)
+
+
+# Hide each language's blocks unless it is chosen; before any choice, the default shows.
+MESSAGE_CSS = "\n".join(
+    f'html[data-studio-lang]:not([data-studio-lang="{code}"]) .studio-msg[lang="{code}"] {{display: none;}}'
+    if code == DEFAULT_LANG else
+    f'html:not([data-studio-lang="{code}"]) .studio-msg[lang="{code}"] {{display: none;}}'
+    for code in LANGUAGES)
+# Run in the page by the language switch before its handler; passes the language on unchanged.
+SWITCH_JS = "(lang) => { document.documentElement.dataset.studioLang = lang; return lang; }"
 
 
 _LABELLED_BUTTONS = (gr.UploadButton, gr.DownloadButton)

@@ -2,8 +2,8 @@
 learning-rate curves, progress with elapsed time and ETA, tokens/s, CPU, RAM and GPU memory, the
 log tail, the error of a failed job), with Stop, Resume, Clone into the form and Delete.
 
-A timer ticks once a second per open page; each tick reads only what the job appended since the
-last one (webui.monitor). On page load the monitor picks the running job, so a reload, or a second
+A timer ticks once a second while the tab is shown (webui.app turns it on and off); each tick
+reads only what the job appended since the last one (webui.monitor). On page load the monitor picks the running job, so a reload, or a second
 browser, shows it live again; jobs never depend on a page being open.
 
 The views are named tuples whose fields are named after the JobsTab components they go to
@@ -24,9 +24,9 @@ import yaml
 from trainer.jobfiles import FAILED, STOPPED
 from trainer.jobs import Job, JobError
 from trainer.scheduler import job_devices
-from webui import monitor
+from webui import downloads, job_output, monitor
 from webui.context import StudioContext
-from webui.i18n import t
+from webui.i18n import said, t
 from webui.views import TabViews
 
 TICK_S = 1.0
@@ -96,11 +96,12 @@ class JobsTab(TabViews):
     timer: gr.Timer
     watch: gr.State
     table_sig: gr.State  # what the job table last showed this session (JobList.table_sig)
+    output: job_output.OutputPanel  # a completed job's output: where, how big, chat, export, download
 
 
     def tick_outputs(self) -> list:
         """What `tick` returns values for: the job list, then the monitor."""
-        return [*self.outputs(JobList), *self.outputs(MonitorView)]
+        return [*self.outputs(JobList), *self.outputs(MonitorView), *self.output.outputs(job_output.OutputView)]
 
 
 def build(ctx: StudioContext) -> JobsTab:
@@ -122,6 +123,7 @@ def build(ctx: StudioContext) -> JobsTab:
     action_status = gr.Markdown(elem_id="jobs-action_status")
     header = gr.Markdown(elem_id="jobs-header")
     progress = gr.HTML(elem_id="jobs-progress")
+    output = job_output.build(ctx)
     stats = gr.HTML(elem_id="jobs-stats")
     with gr.Row():
         loss = T.make(gr.LinePlot, "jobs-loss", x="step", y="loss", color="series", height=300,
@@ -139,8 +141,8 @@ def build(ctx: StudioContext) -> JobsTab:
     error = T.make(gr.Code, "jobs-error", visible=False, interactive=False, lines=8, max_lines=30)
     log = T.make(gr.HTML, "jobs-log", value=monitor.log_html([]), show_label=True, container=True)
     return JobsTab(table, select, header, progress, stats, loss, lr, rewards, experts, imbalance, error, log, stop,
-                   resume, clone, delete, confirm_row, question, confirm, cancel, action_status, gr.Timer(TICK_S),
-                   gr.State(None), gr.State(None))
+                   resume, clone, delete, confirm_row, question, confirm, cancel, action_status,
+                   gr.Timer(TICK_S, active=False), gr.State(None), gr.State(None), output)
 
 
 # -- views -------------------------------------------------------------------------------------------
@@ -312,7 +314,9 @@ def tick(ctx: StudioContext, tab: JobsTab, current: str | None, watch: dict | No
          lang: str) -> dict:
     """The job list and the monitor of the job to show, each only as far as it changed."""
     listing, chosen = list_view(ctx, current, table_sig, lang)
-    return {**tab.updates(listing), **tab.updates(render(ctx, chosen, watch, lang))}
+    shown = render(ctx, chosen, watch, lang)
+    return {**tab.updates(listing), **tab.updates(shown),
+            **tab.output.updates(job_output.view(ctx, shown.watch, lang))}
 
 
 # -- actions -----------------------------------------------------------------------------------------
@@ -321,36 +325,37 @@ def stop(ctx: StudioContext, job_id: str | None, lang: str) -> str:
     try:
         ctx.store.request_stop(job_id)
     except (JobError, ValueError) as e:
-        return t("msg-jobs-failed-action", lang, error=str(e))
+        return said("msg-jobs-failed-action", error=str(e))
     ctx.scheduler.kick()
-    return t("msg-jobs-stopping", lang, id=job_id)
+    return said("msg-jobs-stopping", id=job_id)
 
 
 def resume(ctx: StudioContext, job_id: str | None, lang: str) -> str:
     try:
         ctx.store.enqueue_resume(job_id)
     except (JobError, ValueError) as e:
-        return t("msg-jobs-failed-action", lang, error=str(e))
+        return said("msg-jobs-failed-action", error=str(e))
     ctx.scheduler.kick()
-    return t("msg-jobs-resumed", lang, id=job_id)
+    return said("msg-jobs-resumed", id=job_id)
 
 
 def ask_delete(ctx: StudioContext, job_id: str | None, lang: str) -> DeleteQuestion:
     try:
         job = ctx.store.get_job(job_id)
     except (JobError, ValueError) as e:
-        return DeleteQuestion(gr.update(visible=False), "", t("msg-jobs-failed-action", lang, error=str(e)))
-    return DeleteQuestion(gr.update(visible=True), t("msg-jobs-delete-question", lang, name=job.name, id=job.id), "")
+        return DeleteQuestion(gr.update(visible=False), "", said("msg-jobs-failed-action", error=str(e)))
+    return DeleteQuestion(gr.update(visible=True), said("msg-jobs-delete-question", name=job.name, id=job.id), "")
 
 
 def delete(ctx: StudioContext, job_id: str | None, lang: str) -> Deleted:
     try:
         ctx.store.delete_job(job_id)
     except (JobError, ValueError) as e:
-        return Deleted(gr.update(visible=False), t("msg-jobs-failed-action", lang, error=str(e)), gr.skip())
+        return Deleted(gr.update(visible=False), said("msg-jobs-failed-action", error=str(e)), gr.skip())
+    downloads.forget(ctx.workdir, job_id)
     jobs = ctx.store.list_jobs(refresh=False)
     chosen = pick_job(jobs, None)
-    return Deleted(gr.update(visible=False), t("msg-jobs-deleted", lang, id=job_id),
+    return Deleted(gr.update(visible=False), said("msg-jobs-deleted", id=job_id),
                    gr.update(choices=job_choices(jobs, lang), value=chosen))
 
 

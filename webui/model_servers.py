@@ -19,6 +19,7 @@ from models.registry import MODELS
 from models.server_process import ModelServer
 from trainer.jobfiles import COMPLETED
 from trainer.jobs import JobStore
+from webui.i18n import DEFAULT_LANG, t
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,10 @@ class Checkpoint:
     label: str
 
 
-def list_checkpoints(store: JobStore, workdir: Path) -> list[Checkpoint]:
+def list_checkpoints(store: JobStore, workdir: Path, lang: str = DEFAULT_LANG) -> list[Checkpoint]:
     """Built-in models (and real ones placed in WORKDIR/models), then each completed job's output
-    and export, newest job first."""
-    found = [Checkpoint(spec.name, f"{spec.name} (base)") for spec in MODELS.values()
+    and export, newest job first; labels in `lang`."""
+    found = [Checkpoint(spec.name, t("msg-ckpt-base", lang, name=spec.name)) for spec in MODELS.values()
              if spec.builtin or (workdir / "models" / spec.name / "config.json").is_file()]
     for job in store.list_jobs(refresh=False):
         if job.state != COMPLETED:
@@ -38,10 +39,10 @@ def list_checkpoints(store: JobStore, workdir: Path) -> list[Checkpoint]:
         output, export = job.paths.output, job.paths.export
         title = job.name if job.name == job.id else f"{job.name} · {job.id}"
         if (output / "config.json").is_file():
-            kind = "LoRA adapter" if is_adapter(output) else "model"
-            found.append(Checkpoint(str(output), f"{title}: output ({kind})"))
+            kind = t("msg-ckpt-adapter" if is_adapter(output) else "msg-ckpt-model", lang)
+            found.append(Checkpoint(str(output), t("msg-ckpt-output", lang, title=title, kind=kind)))
         if (export / "config.json").is_file():
-            found.append(Checkpoint(str(export), f"{title}: export (merged)"))
+            found.append(Checkpoint(str(export), t("msg-ckpt-export", lang, title=title)))
     return found
 
 

@@ -2,6 +2,11 @@
 load, ERNIEKit import, a live preview of the exact config and command that will run, and Start,
 which validates first, shows each problem next to its field, and then queues the job.
 
+The preset shown is always the one the form is closest to, and says when the form differs from it:
+the form starts with the default model's preset, and choosing a preset, or a model, method or
+fine-tuning type by hand, applies the model's preset for it. A whole-form fill (Clone, YAML load,
+import) applies nothing; it only changes which preset is shown and how the form differs from it.
+
 The form's values live in this browser session's components only; nothing here is shared between
 sessions except the job store the queued job goes into.
 
@@ -24,15 +29,15 @@ from typing import Any, NamedTuple
 import gradio as gr
 import yaml
 
-from models.registry import MODELS, has_experts
+from models.registry import DEFAULT_MODEL, MODELS, has_experts
 from plumbing.files import atomic_write_text
 from trainer.config import ConfigError, command_preview, from_dict, read_yaml_mapping, to_dict, to_yaml
 from trainer.erniekit_import import import_erniekit
 from webui.context import StudioContext
 from webui.dataset_store import safe_stem
-from webui.form import BY_KEY, FIELDS, GROUPS, MODEL_KEY, Form, build_fields, build_group, config_from_values, \
-    from_widget, to_widget, values_from_config, visibility
-from webui.i18n import group_id, t
+from webui.form import BY_KEY, FIELDS, GROUPS, MODEL_KEY, Form, StoredNames, build_fields, build_group, \
+    config_from_values, files_note, flat_from_values, from_widget, nest, to_widget, values_from_config, visibility
+from webui.i18n import Phrase, both, field_id, group_id, props, said, t
 
 _INDEX = re.compile(r"\[\d+\].*$")
 
@@ -42,8 +47,10 @@ class TrainTab:
     form: Form
     preset: gr.Dropdown
     apply_preset: gr.Button
+    preset_status: gr.Markdown
     model_info: gr.Markdown
     job_name: gr.Textbox
+    summary: gr.Markdown
     start: gr.Button
     problems: gr.Markdown
     command: gr.Code
@@ -66,7 +73,9 @@ class TrainTab:
 
 def build(ctx: StudioContext) -> TrainTab:
     T = ctx.texts
-    form = Form()
+    start_values = {spec.key: spec.default for spec in FIELDS}
+    first_preset = matching_preset(DEFAULT_MODEL, start_values)
+    form = Form(initial=preset_settings(DEFAULT_MODEL, first_preset))
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             model_specs = [s for s in FIELDS if s.group == "model"]
@@ -74,10 +83,12 @@ def build(ctx: StudioContext) -> TrainTab:
                 form.accordions["model"] = acc
                 build_fields(T, [s for s in model_specs if not s.advanced], form, "model")
                 with gr.Row():
-                    preset = T.make(gr.Dropdown, "train-preset", choices=_presets(BY_KEY[MODEL_KEY].default),
-                                    value=_default_preset(BY_KEY[MODEL_KEY].default))
+                    preset = T.make(gr.Dropdown, "train-preset", choices=_presets(DEFAULT_MODEL), value=first_preset)
                     apply_preset = T.make(gr.Button, "train-apply_preset", size="sm", scale=0, min_width=140)
-                model_info = gr.Markdown(model_info_text(BY_KEY[MODEL_KEY].default, "en"), elem_id="train-model_info")
+                preset_status = gr.Markdown(
+                    preset_status_text(DEFAULT_MODEL, first_preset, {**start_values, **form.initial}, "en"),
+                    elem_id="train-preset_status")
+                model_info = gr.Markdown(model_info_text(DEFAULT_MODEL, "en"), elem_id="train-model_info")
                 advanced = [s for s in model_specs if s.advanced]
                 if advanced:
                     with T.make(gr.Accordion, group_id("model", advanced=True), open=False) as adv:
@@ -89,6 +100,7 @@ def build(ctx: StudioContext) -> TrainTab:
         with gr.Column(scale=2, elem_id="train-run"):
             T.make(gr.Markdown, "train-run-title")
             job_name = T.make(gr.Textbox, "train-job_name", max_lines=1)
+            summary = gr.Markdown(elem_id="train-summary")
             start = T.make(gr.Button, "train-start", variant="primary", size="lg")
             problems = gr.Markdown(elem_id="train-problems")
             command = T.make(gr.Code, "train-command", language="shell", interactive=False, lines=3)
@@ -102,20 +114,70 @@ def build(ctx: StudioContext) -> TrainTab:
                                   type="filepath")
             saved = T.make(gr.File, "train-saved", visible=False, interactive=False, height=60)
             io_status = gr.Markdown(elem_id="train-io_status")
-    return TrainTab(form, preset, apply_preset, model_info, job_name, start, problems, command, config_yaml, save,
-                    saved, load, importer, io_status, gr.State([]))
+    return TrainTab(form, preset, apply_preset, preset_status, model_info, job_name, summary, start, problems,
+                    command, config_yaml, save, saved, load, importer, io_status, gr.State([]))
 
 
 # -- model facts and presets -----------------------------------------------------------------------
 
 def _presets(model: str) -> list[str]:
-    spec = MODELS.get((model or "").strip())
-    return list(spec.presets) if spec else []
+    return list(_preset_table(model))
 
 
-def _default_preset(model: str) -> str | None:
-    presets = _presets(model)
-    return presets[0] if presets else None
+def _preset_table(model: Any) -> dict:
+    spec = MODELS.get(model.strip()) if isinstance(model, str) else None
+    return spec.presets if spec else {}
+
+
+# Presets are named by how they train (the method, LoRA or full): choosing one of these by hand picks
+# the model's preset that trains that way, and only such a preset is shown for the form.
+_PRESET_KIND = ("method", "finetuning.type")
+# what a preset is compared on: everything but the model itself and the data files
+_COMPARED = [spec.key for spec in FIELDS if spec.key != MODEL_KEY and spec.type != "datasets"]
+# What presets decide: every key some preset sets, and the whole `moe` section. Applying a preset
+# sets all of them, those it leaves out to their defaults, so nothing of an earlier preset (a GPU,
+# bf16, MoE options) sticks to the next one; the rest (lengths, steps, logging) is the user's.
+_DECIDED = sorted({key for spec in MODELS.values() for preset in spec.presets.values() for key in preset} |
+                  {key for key in BY_KEY if key.startswith("moe.")})
+
+
+def preset_settings(model: str, preset: str | None) -> dict[str, Any]:
+    """What applying `preset` sets (see _DECIDED); empty when the model has no such preset."""
+    values = _preset_table(model).get(preset) if preset else None
+    if not values:
+        return {}
+    return {**{key: BY_KEY[key].default for key in _DECIDED}, **values}
+
+
+def _same(key: str, a: Any, b: Any) -> bool:
+    normalize = BY_KEY[key].normalize
+    if normalize:
+        a, b = normalize(a), normalize(b)
+    return a == b
+
+
+def differences(model: str, preset: str, flat: dict[str, Any]) -> list[str]:
+    """The keys where config values `flat` differ from a fresh form with `preset` applied."""
+    expected = {**{key: BY_KEY[key].default for key in _COMPARED}, **preset_settings(model, preset)}
+    return [key for key in _COMPARED if key in flat and not _same(key, flat[key], expected[key])]
+
+
+def matching_preset(model: str, flat: dict[str, Any]) -> str | None:
+    """The model's preset that trains the way `flat` says (method, fine-tuning type) and differs from
+    it least; None when the model has none."""
+    kind = [name for name, values in _preset_table(model).items()
+            if all(_same(key, values[key], flat.get(key)) for key in _PRESET_KIND if key in values)]
+    return min(kind, key=lambda name: len(differences(model, name, flat)), default=None)
+
+
+def preset_status_text(model: str, preset: str | None, flat: dict[str, Any], lang: str) -> str:
+    """Whether the form holds `preset`, or which fields differ from it."""
+    if preset is None:
+        return t("msg-train-no-presets", lang)
+    changed = [props(field_id(key), lang)["label"] for key in differences(model, preset, flat)]
+    if not changed:
+        return t("msg-train-preset-same", lang, preset=preset)
+    return t("msg-train-preset-modified", lang, preset=preset, fields=", ".join(changed))
 
 
 def model_info_text(model: str, lang: str) -> str:
@@ -132,19 +194,49 @@ def model_info_text(model: str, lang: str) -> str:
 
 
 def apply_preset(tab: TrainTab, model: str, preset: str | None, lang: str) -> dict:
-    """Set the preset's values; a preset decides the whole `moe` section (keys it leaves out go back
-    to their defaults), so MoE settings of an earlier model's preset never stick to a dense one.
-    Widgets the preset leaves alone are not in the result, so they keep their values."""
+    """Set the preset's values (`preset_settings`). Widgets the preset leaves alone, the data files
+    among them, are not in the result, so they keep their values."""
     form = tab.form
-    spec = MODELS.get((model or "").strip())
-    values = (spec.presets.get(preset) if spec and preset else None) or {}
-    moe_defaults = {key: BY_KEY[key].default for key in form.keys if key.startswith("moe.")} if values else {}
-    chosen = {**moe_defaults, **values}
+    chosen = preset_settings(model, preset)
+    if not chosen:
+        return {tab.io_status: said("msg-train-no-presets")}
     updates = {form.widgets[key]: to_widget(BY_KEY[key], chosen[key], lang) for key in form.keys if key in chosen}
-    changes = ", ".join(f"{k}={v}" for k, v in values.items())
-    message = t("msg-train-preset-applied", lang, preset=preset, changes=changes) if values else \
-        t("msg-train-no-presets", lang)
-    return {**updates, tab.io_status: message}
+    changes = ", ".join(f"{k}={v}" for k, v in _preset_table(model)[preset].items())
+    return {**updates, tab.io_status: said("msg-train-preset-applied", preset=preset, changes=changes)}
+
+
+def _shown(value: Any) -> str:
+    if value is None or value == "":
+        return "?"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def run_summary(flat: dict[str, Any], names: StoredNames, lang: str) -> str:
+    """One line on what Start trains: model, method, LoRA rank or full, learning rate, epochs or
+    steps, and the rows of the training files (the store counts them; "?" for other files)."""
+    if flat.get("finetuning.type") == "lora":
+        tuning = t("msg-train-summary-lora", lang, rank=_shown(flat.get("finetuning.lora.rank")))
+    else:
+        tuning = t("msg-train-summary-full", lang)
+    steps = flat.get("optim.max_steps")
+    if isinstance(steps, (int, float)) and not isinstance(steps, bool) and steps > 0:
+        length = t("msg-train-summary-steps", lang, n=_shown(steps))
+    else:
+        length = t("msg-train-summary-epochs", lang, n=_shown(flat.get("optim.num_train_epochs")))
+    entries = [e for e in flat.get("data.train") or [] if isinstance(e, dict)]
+    found = [names.find(entry.get("path")) for entry in entries]
+    known = sum(f[1].rows_valid for f in found if f is not None)
+    if not entries:
+        rows = t("msg-train-summary-no-data", lang)
+    else:
+        count = str(known) if all(found) else "?" if not any(found) else f"{known} + ?"
+        rows = t("msg-train-summary-rows", lang, n=count)
+    return t("msg-train-summary", lang, model=_shown(flat.get(MODEL_KEY)), method=_shown(flat.get("method")),
+             tuning=tuning, lr=_shown(flat.get("optim.learning_rate")), length=length, rows=rows)
+
+
+def stored_names(ctx: StudioContext) -> StoredNames:
+    return StoredNames(ctx.datasets.list())
 
 
 # -- validation and the preview ----------------------------------------------------------------------
@@ -188,9 +280,13 @@ def check(ctx: StudioContext, config: dict) -> tuple[Any, list[tuple[str, str]]]
 
 
 def preview(ctx: StudioContext, tab: TrainTab, values: list, lang: str, shown: list | None) -> dict:
-    """The command and config that would run. While problems are shown (after a refused Start or a
+    """The command and config that would run, the line beside Start, the preset the form is closest
+    to and the stored files of its data tables. While problems are shown (after a refused Start or a
     load), they are checked again on every change, so a fixed field loses its mark at once."""
-    config = config_from_values(values, tab.form.keys)
+    form = tab.form
+    names = stored_names(ctx)
+    flat = flat_from_values(values, form.keys, names)
+    config = nest(flat)
     cfg, problems = check(ctx, config)
     if cfg is None:
         listing = "\n".join(f"#  - {message}" for _, message in problems)
@@ -201,7 +297,12 @@ def preview(ctx: StudioContext, tab: TrainTab, values: list, lang: str, shown: l
         job_dir = job_dir_placeholder(ctx)
         command, config_text = format_command(command_preview(cfg, job_dir / "config.yaml", job_dir)), to_yaml(cfg)
     marks = problem_updates(tab, problems, lang) if shown else {}
-    return {tab.command: command, tab.config_yaml: config_text, **marks}
+    model = flat[MODEL_KEY]
+    preset = matching_preset(model, flat)
+    notes = {note: files_note(flat[key], names, lang) for key, note in form.notes.items()}
+    return {tab.command: command, tab.config_yaml: config_text, tab.summary: run_summary(flat, names, lang),
+            tab.preset: gr.update(choices=_presets(model), value=preset),
+            tab.preset_status: preset_status_text(model, preset, flat, lang), **notes, **marks}
 
 
 def format_command(argv: list[str]) -> str:
@@ -234,8 +335,8 @@ def problem_updates(tab: TrainTab, problems: list[tuple[str, str]], lang: str) -
     accordions = {accordion: gr.update(open=True) for name, accordion in form.accordions.items() if name in to_open}
     summary = ""
     if problems:
-        summary = t("msg-train-problems", lang, n=len(problems)) + "\n" + \
-            "\n".join(f"- {message}" for _, message in problems)
+        listing = "\n".join(f"- {message}" for _, message in problems)
+        summary = both(lambda lg: t("msg-train-problems", lg, n=len(problems)) + "\n" + listing)
     return {**errors, **accordions, tab.problems: summary,
             tab.shown_errors: [key for key in form.keys if key in by_field]}
 
@@ -243,7 +344,7 @@ def problem_updates(tab: TrainTab, problems: list[tuple[str, str]], lang: str) -
 def fill_form(ctx: StudioContext, tab: TrainTab, mapping: dict, lang: str) -> dict:
     """Widget values for `mapping` plus its problems shown next to their fields."""
     form = tab.form
-    values = values_from_config(mapping, form.keys, lang)
+    values = values_from_config(mapping, form.keys, lang, stored_names(ctx))
     _, problems = check(ctx, mapping)
     return {**dict(zip(form.inputs, values)), **problem_updates(tab, problems, lang)}
 
@@ -251,7 +352,7 @@ def fill_form(ctx: StudioContext, tab: TrainTab, mapping: dict, lang: str) -> di
 def start(ctx: StudioContext, tab: TrainTab, values: list, name: str, lang: str) -> tuple[dict, str | None]:
     """Validate and queue; returns (the marks, with the summary saying where the job went; the new
     job's id, or None when a problem kept it out of the queue)."""
-    config = config_from_values(values, tab.form.keys)
+    config = config_from_values(values, tab.form.keys, stored_names(ctx))
     cfg, problems = check(ctx, config)
     if cfg is None:
         return problem_updates(tab, problems, lang), None
@@ -259,7 +360,7 @@ def start(ctx: StudioContext, tab: TrainTab, values: list, name: str, lang: str)
     job = ctx.store.create_job(clean, name=(name or "").strip() or None)
     ctx.scheduler.kick()
     updates = problem_updates(tab, [], lang)
-    updates[tab.problems] = t("msg-train-queued", lang, name=job.name, id=job.id)
+    updates[tab.problems] = said("msg-train-queued", name=job.name, id=job.id)
     return updates, job.id
 
 
@@ -270,7 +371,7 @@ class SavedConfig(NamedTuple):
 
 
 def save_yaml(ctx: StudioContext, form: Form, values: list, name: str, lang: str) -> SavedConfig:
-    config = config_from_values(values, form.keys)
+    config = config_from_values(values, form.keys, stored_names(ctx))
     cfg, problems = check(ctx, config)
     text = to_yaml(cfg) if cfg is not None else yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
     directory = ctx.workdir / "configs"
@@ -278,9 +379,8 @@ def save_yaml(ctx: StudioContext, form: Form, values: list, name: str, lang: str
     stem = safe_stem((name or "").strip()) or time.strftime("run-%Y%m%d-%H%M%S")
     path = directory / f"{stem}.yaml"
     atomic_write_text(path, text)
-    message = t("msg-train-saved", lang, file=path.name)
-    if problems:
-        message += "\n\n" + "\n".join(f"- {m}" for _, m in problems)
+    listing = "".join(f"\n- {m}" for _, m in problems)
+    message = both(lambda lg: t("msg-train-saved", lg, file=path.name) + ("\n" + listing if listing else ""))
     return SavedConfig(gr.update(value=str(path), visible=True), message)
 
 
@@ -291,10 +391,10 @@ def load_yaml(ctx: StudioContext, tab: TrainTab, path: str | None, lang: str) ->
     try:
         mapping = read_yaml_mapping(path)
     except ConfigError as e:
-        return {tab.io_status: t("msg-train-load-failed", lang, file=name, error=str(e))}
+        return {tab.io_status: said("msg-train-load-failed", file=name, error=str(e))}
     filled = fill_form(ctx, tab, mapping, lang)
     loaded = "msg-train-load-problems" if filled[tab.problems] else "msg-train-loaded"
-    return {**filled, tab.io_status: t(loaded, lang, file=name)}
+    return {**filled, tab.io_status: said(loaded, file=name)}
 
 
 def import_yaml(ctx: StudioContext, tab: TrainTab, path: str | None, lang: str) -> dict:
@@ -303,13 +403,14 @@ def import_yaml(ctx: StudioContext, tab: TrainTab, path: str | None, lang: str) 
     try:
         mapping, unmapped, notes = import_erniekit(path)
     except ConfigError as e:
-        return {tab.io_status: t("msg-train-load-failed", lang, file=name, error=str(e))}
-    lines = [t("msg-train-imported", lang, file=name)]
+        return {tab.io_status: said("msg-train-load-failed", file=name, error=str(e))}
+    lines = [Phrase("msg-train-imported", {"file": name})]
     if unmapped:
-        lines.append(t("msg-train-unmapped", lang, keys=", ".join(unmapped)))
+        lines.append(Phrase("msg-train-unmapped", {"keys": ", ".join(unmapped)}))
     if notes:
-        lines.append(t("msg-train-notes", lang, notes="; ".join(notes)))
-    return {**fill_form(ctx, tab, mapping, lang), tab.io_status: "\n\n".join(lines)}
+        lines.append(Phrase("msg-train-notes", {"notes": "; ".join(notes)}))
+    status = both(lambda lg: "\n\n".join(line.text(lg) for line in lines))
+    return {**fill_form(ctx, tab, mapping, lang), tab.io_status: status}
 
 
 # -- events ------------------------------------------------------------------------------------------
@@ -321,7 +422,9 @@ def _preview_event(ctx: StudioContext, tab: TrainTab, lang: gr.Radio) -> tuple:
     def redraw(data: dict) -> dict:
         return preview(ctx, tab, form.values(data), data[lang], data[tab.shown_errors])
 
-    return redraw, {*form.inputs, lang, tab.shown_errors}, [tab.command, tab.config_yaml, *tab.mark_outputs()]
+    return redraw, {*form.inputs, lang, tab.shown_errors}, [tab.command, tab.config_yaml, tab.summary, tab.preset,
+                                                             tab.preset_status, *form.notes.values(),
+                                                             *tab.mark_outputs()]
 
 
 def then_preview(ctx: StudioContext, tab: TrainTab, lang: gr.Radio, fill):
@@ -338,7 +441,8 @@ def then_relabel(ctx: StudioContext, tab: TrainTab, lang: gr.Radio, switch):
     tables = {spec.key: tab.form.widgets[spec.key] for spec in FIELDS if spec.type == "datasets"}
 
     def relabel_tables(data: dict) -> dict:
-        return {widget: to_widget(BY_KEY[key], from_widget(BY_KEY[key], data[widget]), data[lang])
+        names = stored_names(ctx)
+        return {widget: to_widget(BY_KEY[key], from_widget(BY_KEY[key], data[widget], names), data[lang], names)
                 for key, widget in tables.items()}
 
     return then_preview(ctx, tab, lang, switch) \
@@ -363,11 +467,21 @@ def connect(ctx: StudioContext, tab: TrainTab, lang: gr.Radio) -> None:
 
     model = form.widgets[MODEL_KEY]
     moe = form.accordions["moe"]
-    model.change(lambda m, lg: {tab.preset: gr.update(choices=_presets(m), value=_default_preset(m)),
-                                tab.model_info: model_info_text(m, lg), moe: gr.update(visible=has_experts(m))},
-                 [model, lang], [tab.preset, tab.model_info, moe], show_progress="hidden")
-    then_preview(ctx, tab, lang, tab.apply_preset.click(lambda m, p, lg: apply_preset(tab, m, p, lg),
-                                                        [model, tab.preset, lang], [*form.inputs, tab.io_status]))
+    model.change(lambda m, lg: {tab.model_info: model_info_text(m, lg), moe: gr.update(visible=has_experts(m))},
+                 [model, lang], [tab.model_info, moe], show_progress="hidden")
+    then_preview(ctx, tab, lang, gr.on([tab.preset.input, tab.apply_preset.click],
+                                       lambda m, p, lg: apply_preset(tab, m, p, lg), [model, tab.preset, lang],
+                                       [*form.inputs, tab.io_status], show_progress="hidden"))
+
+    # Only a choice made by hand applies a preset: a fill (Clone, load) changes these widgets too, and
+    # must keep what it filled in.
+    def follow(data: dict) -> dict:
+        flat = flat_from_values(form.values(data), form.keys)
+        return apply_preset(tab, flat[MODEL_KEY], matching_preset(flat[MODEL_KEY], flat), data[lang])
+
+    chosen = [form.widgets[key].input for key in (MODEL_KEY, *_PRESET_KIND)]
+    then_preview(ctx, tab, lang, gr.on(chosen, follow, {*form.inputs, lang}, [*form.inputs, tab.io_status],
+                                       show_progress="hidden"))
 
     def save(data: dict) -> dict:
         saved = save_yaml(ctx, form, form.values(data), data[tab.job_name], data[lang])
@@ -381,15 +495,18 @@ def connect(ctx: StudioContext, tab: TrainTab, lang: gr.Radio) -> None:
 
 
 def connect_start(ctx: StudioContext, tab: TrainTab, lang: gr.Radio, tabs: gr.Tabs, job_select: gr.Dropdown,
-                  job_choices) -> None:
-    """Start: validate, queue, then show the job in the Jobs tab. `job_choices(lang)` lists the jobs."""
+                  job_choices, job_timer: gr.Timer) -> None:
+    """Start: validate, queue, then show the job in the Jobs tab. `job_choices(lang)` lists the jobs;
+    `job_timer` drives the Jobs monitor, off while its tab is hidden."""
     form = tab.form
 
     def on_start(data: dict) -> dict:
         updates, job_id = start(ctx, tab, form.values(data), data[tab.job_name], data[lang])
         if job_id is not None:
-            updates[tabs] = gr.Tabs(selected="jobs")
+            updates[tabs] = gr.Tabs(selected="jobs")  # which fires no select event to start the timer
+            updates[job_timer] = gr.Timer(active=True)
             updates[job_select] = gr.update(choices=job_choices(data[lang]), value=job_id)
         return updates
 
-    tab.start.click(on_start, {*form.inputs, tab.job_name, lang}, [*tab.mark_outputs(), tabs, job_select])
+    tab.start.click(on_start, {*form.inputs, tab.job_name, lang},
+                    [*tab.mark_outputs(), tabs, job_timer, job_select])

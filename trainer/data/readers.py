@@ -89,9 +89,10 @@ class ReadError(DataError):
 @dataclass(frozen=True)
 class BadRecord:
     """Stands in for a row that could not be parsed (a malformed JSON line, a CSV row with the
-    wrong number of cells)."""
+    wrong number of cells), with the start of its text so a preview can show the line itself."""
 
     message: str
+    text: str = ""
 
 
 class Record(NamedTuple):
@@ -168,6 +169,10 @@ def _text_lines(path: str) -> Iterator[tuple[int, str]]:
             yield number, _decode_line(path, raw, start, number)
 
 
+def _start(text: str, limit: int = 1000) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _iter_jsonl(path: str) -> Iterator[Record]:
     seen = False
     for number, text in _text_lines(path):
@@ -187,10 +192,10 @@ def _iter_jsonl(path: str) -> Iterator[Record]:
             elif "\r" in stripped[:e.pos + 1] and "\n" not in stripped:
                 hint = (" (the file ends its lines with a bare carriage return, \\r, as old Mac files do; "
                         "save it with \\n line ends)")
-            yield Record(number, BadRecord(f"malformed JSON at column {column}: {e.msg}{hint}"))
+            yield Record(number, BadRecord(f"malformed JSON at column {column}: {e.msg}{hint}", _start(stripped)))
             continue
         except (ValueError, RecursionError) as e:
-            yield Record(number, BadRecord(f"cannot decode the JSON value: {_decode_failure(e)}"))
+            yield Record(number, BadRecord(f"cannot decode the JSON value: {_decode_failure(e)}", _start(stripped)))
             continue
         yield Record(number, value)
     if not seen:
@@ -453,7 +458,7 @@ def _iter_csv(path: str) -> Iterator[Record]:
             seen = True
             if len(cells) != len(header):
                 yield Record(line, BadRecord(f"CSV row has {len(cells)} cells but the header has "
-                                             f"{len(header)}"))
+                                             f"{len(header)}", _start(",".join(cells))))
                 continue
             yield Record(line, {name: _decode_cell(name, cell) for name, cell in zip(header, cells)})
     except csv.Error as e:
