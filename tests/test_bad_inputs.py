@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.chat_request import RequestError, parse_chat_request
+from tests.conftest import shown
 from trainer import cli
 from trainer.data import check
 from trainer.data.readers import BadRecord, ReadError, iter_records
@@ -299,7 +300,7 @@ def test_a_vanished_upload_is_reported_by_name(tmp_path):
 
     ctx = make_context(tmp_path / "studio", max_upload_mb=1)
     status, *_ = store_uploads(ctx, [str(tmp_path / "gone.jsonl")], "en")
-    assert status.startswith("- Refused gone.jsonl: ") and "No such file" in status
+    assert shown(status).startswith("- Refused gone.jsonl: ") and "No such file" in status
     assert ctx.datasets.list() == []
 
 
