@@ -23,6 +23,8 @@ if not Path("/usr/bin/chromium").exists():
     pytest.skip("Debian's chromium is not installed (make chromium)", allow_module_level=True)
 
 pytestmark = pytest.mark.timeout(900)
+# A main-thread task this long is a frozen page, on any machine CI may run on.
+FREEZE_MS = 1000
 # Far more than the page can stream before Stop: a stream that was not cancelled goes on for long.
 LONG_REPLY = 2000
 
@@ -76,8 +78,12 @@ def test_two_replies_stream_side_by_side_without_blocking_the_page(page, studio)
     figures = measure(page, studio)
     print(figures)
     shot(page, "chat-streamed")
-    assert figures["longest_task_ms"] <= TARGET["longtask_ms"], figures
+    # The ratio is measured against the same requests in the same run, so a slow machine slows both.
+    # A long task's length is not: on a busy or slower machine the page's tasks stretch with it, so
+    # bench/chat_ui.py holds the 200 ms target (63 ms measured) and this test only catches a page
+    # that freezes, as the chat did when every token redrew it (seconds of long tasks).
     assert figures["ratio"] <= TARGET["ratio"], figures
+    assert figures["longest_task_ms"] <= FREEZE_MS, figures
 
 
 def test_stop_ends_both_streams_and_frees_the_servers(page, studio):
