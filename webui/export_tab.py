@@ -149,11 +149,12 @@ def start(ctx: StudioContext, job_id: str | None, out_text: str, lang: str) -> E
 
 def connect(ctx: StudioContext, tab: ExportTab, lang: gr.Radio) -> None:
     def poll(job_id, shown, lang_value):
-        view, offer = status_view(ctx, job_id, lang_value), download_view(ctx, job_id)
-        key = (job_id, lang_value, *view, *offer)
+        # the download offer walks the export's files: only when the export's status has changed
+        view = status_view(ctx, job_id, lang_value)
+        key = (job_id, lang_value, *view)
         if key == shown:
             return gr.skip()
-        return {**tab.updates(view), **tab.updates(offer), tab.shown: key}
+        return {**tab.updates(view), **tab.updates(download_view(ctx, job_id)), tab.shown: key}
 
     def zipped(job_id, lang_value):
         for step in make_zip(ctx, job_id, lang_value):
