@@ -8,7 +8,9 @@ the direct requests get the same tokens). Measured:
     direct: both requests streamed at once with httpx from this process, to the last token;
     page:   from the click on Send to both whole replies shown in the page (polled every 50 ms);
     longest long task: the longest stretch the page's main thread was busy meanwhile (a
-            PerformanceObserver of 'longtask' entries; none means none over 50 ms).
+            PerformanceObserver of 'longtask' entries; none means none over 50 ms);
+    updates a second: how often each reply's shown text changed while it streamed (a
+            MutationObserver), the larger of the two; the Chat tab coalesces tokens to about 8.
 
 Run: .venv/bin/python bench/chat_ui.py [--repeat N]
 The last line printed is one JSON object with the figures (of the slowest of N rounds).
@@ -36,8 +38,9 @@ PROMPT = "What is the capital of France?"
 MAX_TOKENS = 128
 # The page's sampling settings, as the Chat tab sends them (top-p does not change a greedy reply).
 PARAMS = {"temperature": 0, "top_p": 0.9, "max_tokens": MAX_TOKENS, "repetition_penalty": 1.0}
-# What the issue asks: no main-thread stall a person notices, and little time added to the servers'.
-TARGET = {"longtask_ms": 200, "ratio": 2.0}
+# What the issue asks: no main-thread stall a person notices, little time added to the servers', and
+# tokens coalesced to about 8 redraws a second per reply (10 leaves room for the last flush).
+TARGET = {"longtask_ms": 200, "ratio": 2.0, "updates_per_s": 10}
 
 OBSERVE_LONG_TASKS = """() => {
     window.__longTasks = [];
@@ -45,6 +48,18 @@ OBSERVE_LONG_TASKS = """() => {
         .observe({type: 'longtask'});
     document.querySelector('#chat-send').addEventListener('click', () => { window.__sentAt = performance.now(); },
                                                           {capture: true, once: true});
+    (window.__replyWatchers ?? []).forEach(watcher => watcher.disconnect());
+    window.__updates = {a: [], b: []};
+    window.__replyWatchers = ['a', 'b'].map(side => {
+        const bot = document.querySelector(`#chat-bot-${side}`);
+        let shown = -1;
+        const watcher = new MutationObserver(() => {
+            const length = ([...bot.querySelectorAll('.bot .message-content')].pop()?.textContent ?? '').length;
+            if (length !== shown) { shown = length; window.__updates[side].push(performance.now()); }
+        });
+        watcher.observe(bot, {subtree: true, childList: true, characterData: true});
+        return watcher;
+    });
 }"""
 # Letters and digits only: what markdown rendering leaves of a text either way.
 REPLIES_SHOWN = """(expected) => {
@@ -147,8 +162,16 @@ def in_page(page, expected: list[str], prompt: str = PROMPT) -> dict:
     page.click("#chat-send")
     elapsed_ms = page.wait_for_function(REPLIES_SHOWN, arg=expected, polling=50, timeout=300_000).json_value()
     tasks = page.evaluate("window.__longTasks")
+    updates = page.evaluate("window.__updates")
     return {"page_s": elapsed_ms / 1000, "longest_task_ms": max(tasks, default=0.0),
-            "long_tasks_ms": sum(tasks), "long_tasks": len(tasks)}
+            "long_tasks_ms": sum(tasks), "long_tasks": len(tasks),
+            "updates_per_s": max(_rate(times) for times in updates.values())}
+
+
+def _rate(times_ms: list[float]) -> float:
+    """Redraws a second of one reply, from its first to its last (0 when it was drawn once)."""
+    span_s = (times_ms[-1] - times_ms[0]) / 1000 if len(times_ms) > 1 else 0
+    return (len(times_ms) - 1) / span_s if span_s else 0.0
 
 
 def measure(page, studio: Studio) -> dict:
@@ -186,7 +209,8 @@ def main() -> None:
     result = {**{key: round(value, 4) for key, value in worst.items()},
               "longest_task_ms_max": max(r["longest_task_ms"] for r in rounds), "rounds": len(rounds),
               "target": TARGET, "pass": worst["ratio"] <= TARGET["ratio"]
-              and all(r["longest_task_ms"] <= TARGET["longtask_ms"] for r in rounds)}
+              and all(r["longest_task_ms"] <= TARGET["longtask_ms"] for r in rounds)
+              and all(r["updates_per_s"] <= TARGET["updates_per_s"] for r in rounds)}
     print(json.dumps(result))
 
 

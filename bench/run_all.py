@@ -101,6 +101,17 @@ TABLE = {
         Row("Jobs monitor `/tick` p50 ms: 20 clients / 1 client", "p50_ms", "baseline_p50_ms"),
         Row("Jobs monitor `/tick` errors, 20 clients", "errors", None, None, "target.errors", "<=", "value"),
     ],
+    "memory_estimate": [
+        *(Row(f"MB at the peak, {label}: memory estimate / measured peak RSS of `trainer run`", f"{case}.estimate_mb",
+              f"{case}.peak_rss_mb", f"{case}.ratio")
+          for case, label in (("tiny_sft_full", "tiny MoE full SFT"), ("tiny_sft_lora", "tiny MoE SFT-LoRA"),
+                              ("real03b_sft_full", "2-layer real-width 0.3B full SFT"),
+                              ("real03b_sft_lora", "2-layer real-width 0.3B SFT-LoRA"))),
+        Row("largest abs(estimate / peak RSS - 1), all cases (DPO too)", "max_error", None, None, "target", "<=",
+            "value"),
+        Row("largest abs(estimate / allocator peak - 1), tensors only", "max_tensors_error", None, None, "target", "<=",
+            "value"),
+    ],
 }
 
 OPS = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b}

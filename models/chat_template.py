@@ -2,10 +2,11 @@
 
 Training and chat must format a conversation identically, so both go through the tokenizer's
 `chat_template`: the one shipped with the checkpoint, or one of `TEMPLATES` chosen by name (the run
-config's `model.template`; a job's output ships the template it was trained with). `conversation_segments` renders growing
-prefixes of a conversation with that template and cuts the text at every assistant turn, which
-tells apart the text the model must learn to produce (assistant replies and their end marker) from
-the text it only reads (system, user turns, role headers), for any template.
+config's `model.template`; a job's output ships the template it was trained with).
+`conversation_segments` renders the whole conversation once and finds each assistant reply in it,
+which tells apart the text the model must learn to produce (assistant replies and their end marker)
+from the text it only reads (system, user turns, role headers, generation prompts), for any
+template, including ones that do not render a conversation incrementally.
 """
 
 from __future__ import annotations
@@ -102,32 +103,87 @@ def render(tokenizer, messages: list[dict], add_generation_prompt: bool, **templ
                                          **template_kwargs)
 
 
+# Stands in for one assistant reply, to find where the template writes that reply. It keeps a
+# reply's `<think>` block when the reply has one, because templates render reasoning differently.
+_SENTINEL = "\x00reply\x00"
+
+
+def _stand_in(content: str) -> str:
+    return f"{THINK_OPEN}\n{_SENTINEL}\n{THINK_CLOSE}\n{_SENTINEL}" if THINK_CLOSE in content else _SENTINEL
+
+
+def _common_prefix(a: str, b: str) -> int:
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _end_marker(tokenizer, **template_kwargs) -> str | None:
+    """The first special marker the template writes after an assistant reply: where a reply ends."""
+    rendered = render(tokenizer, [{"role": "user", "content": "q"}, {"role": "assistant", "content": _SENTINEL}],
+                      add_generation_prompt=False, **template_kwargs)
+    found = _MARKER.search(rendered.split(_SENTINEL, 1)[-1])
+    return found.group() if found else None
+
+
+def _reply_span(tokenizer, messages: list[dict], i: int, full: str, generation: bool, after: int,
+                marker: str | None, **template_kwargs) -> tuple[int, int]:
+    """Where assistant message i's learned text lies in `full`, the rendering of all `messages`.
+
+    The reply is found by rendering the conversation again with a stand-in for it: the text that
+    differs is the reply. Where the template renders incrementally, the span starts right after
+    the generation prompt (so a thinking template's `<think>` opening stays in the prompt and what
+    follows it is learned); it ends with the template's end-of-turn marker, and anything the
+    template appends after that (a generation prompt some templates always write) is not learned.
+    """
+    swapped = [dict(m, content=_stand_in(m["content"])) if j == i else m for j, m in enumerate(messages)]
+    other = render(tokenizer, swapped, add_generation_prompt=generation, **template_kwargs)
+    begin = _common_prefix(full, other)
+    common_tail = _common_prefix(full[begin:][::-1], other[begin:][::-1])
+    differs_to = len(full) - common_tail
+    if full == other or begin < after:
+        raise TemplateError(f"the chat template does not write assistant turn {i}'s reply where the conversation "
+                            "shows it; cannot tell which tokens the model must learn")
+    prompt = render(tokenizer, messages[:i], add_generation_prompt=True, **template_kwargs)
+    start = len(prompt) if full.startswith(prompt) and after <= len(prompt) <= begin else begin
+    end = differs_to
+    if marker is not None:
+        at = full.find(marker, max(start, differs_to - len(marker) + 1))
+        if at >= 0:
+            end = at + len(marker)
+    return start, max(end, start)
+
+
 def conversation_segments(tokenizer, messages: list[dict], trainable: list[bool] | None = None,
                           **template_kwargs):
-    """Split the rendered conversation into `(text, is_trained)` pieces.
+    """Split the conversation, as its chat template renders it whole, into `(text, is_trained)` pieces.
 
-    `messages` are `{"role", "content"}` dicts; `trainable[i]` says whether assistant message i is
-    learned (ERNIEKit's per-turn `label`); by default every assistant turn is. `template_kwargs`
-    reach the template (`enable_thinking`).
+    The pieces joined are exactly the template's rendering (with the generation prompt when the
+    conversation ends with a user turn), so a prompt is what the checkpoint's own template gives,
+    even for templates that render earlier turns differently once a later one exists (ERNIE's
+    thinking template keeps reasoning only after the last question). `messages` are `{"role",
+    "content"}` dicts; `trainable[i]` says whether assistant message i is learned (ERNIEKit's
+    per-turn `label`); by default every assistant turn is. `template_kwargs` reach the template
+    (`enable_thinking`).
     """
+    generation = bool(messages) and messages[-1]["role"] != "assistant"
+    full = render(tokenizer, messages, add_generation_prompt=generation, **template_kwargs)
+    marker = _end_marker(tokenizer, **template_kwargs)
     segments: list[tuple[str, bool]] = []
-    done = ""
+    done = 0
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prompt = render(tokenizer, messages[:i], add_generation_prompt=True, **template_kwargs)
-        through = render(tokenizer, messages[: i + 1], add_generation_prompt=False, **template_kwargs)
-        if not prompt.startswith(done) or not through.startswith(prompt):
-            raise TemplateError(
-                "the chat template does not render conversations incrementally (turn "
-                f"{i} changes earlier text); cannot tell assistant tokens apart"
-            )
-        segments.append((prompt[len(done):], False))
-        segments.append((through[len(prompt):], True if trainable is None else trainable[i]))
-        done = through
-    if messages and messages[-1]["role"] != "assistant":
-        segments.append((render(tokenizer, messages, add_generation_prompt=True, **template_kwargs)[len(done):],
-                         False))
+        start, end = _reply_span(tokenizer, messages, i, full, generation, done, marker, **template_kwargs)
+        segments.append((full[done:start], False))
+        segments.append((full[start:end], True if trainable is None else trainable[i]))
+        done = end
+    segments.append((full[done:], False))
     return [(text, trained) for text, trained in segments if text]
 
 

@@ -12,12 +12,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from models.config_keys import CARRIED, KEY_HANDLING, refusals
+from models.mtp import checkpoint_layout
+
 # The files a tokenizer consists of; copied with a model or an adapter so either chats on its own.
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
                    "added_tokens.json", "tokenizer.json")
 # Written beside a LoRA adapter: which base model it belongs to.
 ADAPTER_INFO = "adapter_info.json"
 SUPPORTED_MODEL_TYPES = ("ernie4_5", "ernie4_5_moe")
+VISION_MODEL_TYPES = ("ernie4_5_moe_vl",)
+# A tokenizer needs one of these (a sentencepiece model or a fast-tokenizer file).
+TOKENIZER_VOCABULARY = ("tokenizer.model", "tokenizer.json")
 
 
 class ModelNotFound(Exception):
@@ -32,12 +38,46 @@ def read_model_config(model_dir: str | os.PathLike[str]) -> dict:
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"cannot read {config_file}: {exc}") from exc
     model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type in VISION_MODEL_TYPES:
+        raise ModelNotFound(
+            f"{config_file}: model_type {model_type!r} is an ERNIE 4.5 vision-language model; ERNIE Studio "
+            f"trains and serves the text models ({', '.join(SUPPORTED_MODEL_TYPES)}) only, vision-language "
+            f"support is not there yet"
+        )
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ModelNotFound(
             f"{config_file}: model_type {model_type!r} is not supported for text fine-tuning; "
             f"expected one of {', '.join(sorted(SUPPORTED_MODEL_TYPES))}"
         )
+    refused = refusals(config)
+    if refused:
+        raise ModelNotFound(f"{config_file}: " + "; ".join(refused))
     return config
+
+
+def check_checkpoint_dir(model_dir: str | os.PathLike[str]) -> dict:
+    """A checkpoint directory the studio can train from: config.json of a supported model type and a
+    tokenizer beside it. Returns the config; ModelNotFound names what is missing."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelNotFound(f"model directory not found: {model_dir}")
+    if not (model_dir / "config.json").is_file():
+        raise ModelNotFound(f"{model_dir} is not a checkpoint directory: config.json is missing")
+    config = read_model_config(model_dir)
+    if not any((model_dir / name).is_file() for name in TOKENIZER_VOCABULARY):
+        raise ModelNotFound(
+            f"{model_dir} has no tokenizer ({' or '.join(TOKENIZER_VOCABULARY)}); copy the checkpoint's "
+            f"tokenizer files ({', '.join(TOKENIZER_FILES[:3])}) into it"
+        )
+    return config
+
+
+def stored_dtype(model_dir: str | os.PathLike[str]) -> str:
+    """The precision a checkpoint's weights are stored in, as its config.json names it (float32 when
+    it names none)."""
+    config = read_model_config(model_dir)
+    named = config.get("dtype") or config.get("torch_dtype")
+    return named if named in ("bfloat16", "float16", "float32") else "float32"
 
 
 def is_moe(model_dir: str | os.PathLike[str]) -> bool:
@@ -85,9 +125,26 @@ def save_model(model, directory: str | os.PathLike[str], config_json: str) -> No
     `save_pretrained` writes the runtime config (CPU adjustments included); the config of the
     checkpoint the weights came from is the one to ship.
     """
-    model.save_pretrained(str(directory), safe_serialization=True)
+    with checkpoint_layout(model):
+        model.save_pretrained(str(directory), safe_serialization=True)
     remove_save_leftovers(directory)
     (Path(directory) / "config.json").write_text(config_json, encoding="utf-8")
+
+
+def carry_config_keys(directory: str | os.PathLike[str], base_dir: str | os.PathLike[str]) -> None:
+    """Give the config.json paddleformers wrote into `directory` the carried keys (the MTP layer
+    count, FastDeploy's quantization recipe) exactly as the base checkpoint's config.json has them:
+    paddleformers keeps only part of the recipe."""
+    config_file = Path(directory) / "config.json"
+    if not config_file.is_file():
+        return
+    base = read_model_config(base_dir)
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    for key in (key for key, handling in KEY_HANDLING.items() if handling == CARRIED):
+        config.pop(key, None)
+        if key in base:
+            config[key] = base[key]
+    config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def staging_dir(target: str | os.PathLike[str]) -> Path:

@@ -3,7 +3,8 @@
 One code path for every model: `AutoConfig`/`AutoModelForCausalLM`/`AutoTokenizer` from a local
 directory. The CPU adjustments are applied here, explicitly: dense ERNIE 4.5 needs
 `fuse_rms_norm=False`, and MoE blocks switch to the portable dispatch of `models.moe_dispatch`
-wherever the fused GPU kernels are unavailable.
+wherever the fused GPU kernels are unavailable. A multi-token-prediction layer is built as the
+checkpoint holds it and carried through, frozen and never run (`models.mtp`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from models.chat_template import ERNIE_CHAT_TEMPLATE
 from models.checkpoints import ModelNotFound, adapter_base, is_adapter, read_model_config
+from models.mtp import MTP_LAYERS_KEY, carry_mtp, stored_mtp_layers
 from models.registry import resolve_model_dir
 from plumbing.locking import exclusive
 
@@ -61,21 +63,41 @@ def rank_local_loading():
         parallel._global_parallel_env = saved_parallel_env
 
 
+def mtp_layers_to_build(model_dir: Path, config_json: dict) -> int:
+    """The multi-token-prediction layers of a MoE checkpoint: as config.json declares them or, when
+    it does not say, as its weights hold them (paddleformers would otherwise build one from random
+    weights). A count its weights contradict is refused."""
+    declared, stored = config_json.get(MTP_LAYERS_KEY), stored_mtp_layers(model_dir)
+    if declared is None:
+        return stored or 0
+    if stored is not None and declared != stored:
+        raise ModelNotFound(f"{model_dir / 'config.json'}: {MTP_LAYERS_KEY} is {declared!r} but the weights in "
+                            f"{model_dir} hold {stored} multi-token-prediction layer(s)")
+    return declared
+
+
 def load_model(model_dir: Path, dtype: str = "float32", moe_dispatch: str = "auto",
-               config_overrides: dict | None = None):
+               config_overrides: dict | None = None, pipeline: bool = False):
     """Load the causal LM in `model_dir` on the current paddle device.
 
     `moe_dispatch`: "auto" (portable where fused kernels are missing), "portable" or "fused".
     `config_overrides`: model-config attributes set before the model is built (a run's MoE loss
     coefficients, for instance).
+    `pipeline`: build paddleformers' pipeline-parallel class, whose stages the ranks divide.
     """
-    from paddleformers.transformers import AutoConfig, AutoModelForCausalLM
+    from paddleformers.transformers import AutoConfig, AutoModelForCausalLM, AutoModelForCausalLMPipe
 
     from models.moe_dispatch import use_portable_moe
 
     model_dir = Path(model_dir)
-    read_model_config(model_dir)
+    config_json = read_model_config(model_dir)
     config = AutoConfig.from_pretrained(str(model_dir), dtype=dtype)
+    if config.model_type == "ernie4_5_moe":
+        setattr(config, MTP_LAYERS_KEY, mtp_layers_to_build(model_dir, config_json))
+    if pipeline and getattr(config, MTP_LAYERS_KEY, 0):
+        raise ModelNotFound(f"{model_dir}: paddleformers' pipeline-parallel ERNIE 4.5 class has no "
+                            "multi-token-prediction layer and would drop this checkpoint's; train it with "
+                            "gpu.pipeline_parallel_degree 1")
     if not fused_moe_kernels_available():
         config.fuse_rms_norm = False
     for key, value in (config_overrides or {}).items():
@@ -83,7 +105,9 @@ def load_model(model_dir: Path, dtype: str = "float32", moe_dispatch: str = "aut
     # one process at a time: paddleformers deletes and rewrites a metadata file in the directory on
     # every load, so two ranks (or a job and a chat server) loading together read a half-written one
     with rank_local_loading(), exclusive(model_dir):
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), config=config, dtype=dtype)
+        model_class = AutoModelForCausalLMPipe if pipeline else AutoModelForCausalLM
+        model = model_class.from_pretrained(str(model_dir), config=config, dtype=dtype)
+    carry_mtp(model)
     if config.model_type == "ernie4_5_moe":
         if moe_dispatch == "portable" or (moe_dispatch == "auto" and not fused_moe_kernels_available()):
             use_portable_moe(model)

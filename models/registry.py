@@ -2,7 +2,7 @@
 
 This module never imports paddle: the web UI reads it to list models and presets. Built-in models
 (the tiny demo models) are built on first use by `models.tiny`; real checkpoints are local
-directories (nothing is ever downloaded).
+directories, or hub repo ids downloaded on request (`models.hub`; never while a run starts).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.checkpoints import ModelNotFound, adapter_info, is_adapter
+from models.hub import downloaded_dir, is_repo_id, require_downloaded
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ _REAL_PRESETS = {
 
 
 
-def _moe_presets(lora_experts: str) -> dict:
+def _moe_presets(lora_experts: str, scale: dict) -> dict:
     """The real MoE models' presets: full fine-tuning keeps the router fixed (a small SFT or DPO set
     would otherwise re-route the experts pre-training balanced) while the correction biases keep the
     load even (ERNIE 4.5's own rate); LoRA puts adapters on `lora_experts` ("all", or "shared" where
@@ -75,7 +76,43 @@ def _moe_presets(lora_experts: str) -> dict:
     full = {"moe.freeze_router": True, "moe.bias_update_rate": 1e-3}
     lora = {"moe.train_experts": lora_experts}
     return {name: {**preset, **(full if preset["finetuning.type"] == "full" else lora)}
-            for name, preset in _REAL_PRESETS.items()}
+            for name, preset in _on_gpus(_REAL_PRESETS, scale).items()}
+
+
+GPUS_PER_NODE = 8
+
+
+def _gpu_scale(tensor: int, pipeline: int, sharding_degree: int, recompute: bool, offload: bool,
+               processes: int) -> dict:
+    """A preset's `gpu` section and its devices: one process per GPU, nodes of 8 GPUs beyond 8 (a
+    multi-node preset leaves devices.master, the first node's address, to the user)."""
+    nproc = min(processes, GPUS_PER_NODE)
+    devices = {"devices.nproc": nproc, "devices.gpu_ids": ",".join(str(i) for i in range(nproc))}
+    if processes > GPUS_PER_NODE:
+        devices["devices.nnodes"] = processes // GPUS_PER_NODE
+    return {"gpu.tensor_parallel_degree": tensor, "gpu.pipeline_parallel_degree": pipeline, "gpu.sharding": "stage1",
+            "gpu.sharding_parallel_degree": sharding_degree, "gpu.recompute": recompute,
+            "gpu.offload_optimizer": offload, **devices}
+
+
+def _on_gpus(presets: dict, scale: dict) -> dict:
+    return {name: {**preset, **_gpu_scale(*scale[name])} for name, preset in presets.items()}
+
+
+# The GPU-scale settings of ERNIEKit's example configs (PaddlePaddle/ERNIE, examples/configs/<model>/
+# {sft,dpo}/run_{sft,sft_lora,dpo,dpo_lora}_8k.yaml), per method: (tensor, pipeline, sharding degree
+# (-1: the rest), recompute, optimizer offload, GPUs). ERNIEKit shards stage1 throughout; the GPUs
+# are its documented minimum resources (docs/erniekit.md) where it lists them, else what the degrees
+# need. The Thinking model has no DPO examples; it takes the 21B-A3B's.
+_SCALE_0P3B = {"sft-full": (1, 1, -1, False, True, 1), "sft-lora": (1, 1, -1, False, True, 1),
+               "dpo-full": (1, 1, 1, False, True, 1), "dpo-lora": (1, 1, 1, False, True, 1)}
+_SCALE_21B = {"sft-full": (2, 1, -1, True, True, 8), "sft-lora": (1, 1, -1, True, True, 1),
+              "dpo-full": (4, 2, 1, False, True, 8), "dpo-lora": (1, 1, 1, True, True, 1)}
+_SCALE_21B_THINKING = {**_SCALE_21B, "sft-full": (4, 2, 1, True, True, 8), "sft-lora": (1, 1, 1, True, True, 1)}
+_SCALE_300B = {"sft-full": (8, 5, -1, True, True, 40), "sft-lora": (8, 2, -1, True, True, 16),
+               "dpo-full": (8, 14, 1, True, True, 112), "dpo-lora": (8, 2, 1, True, False, 16)}
+# The vision-language models are not trained here yet (models/checkpoints.py refuses them).
+_SCALE_VL = dict.fromkeys(_REAL_PRESETS, (1, 1, -1, False, False, 1))
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -97,38 +134,38 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="ERNIE-4.5-0.3B", kind="dense", total_params="0.36B", active_params="0.36B", layers=18,
             context_length=131072, description="Dense 0.3B model; fine-tunes on one consumer GPU.",
-            presets=_REAL_PRESETS,
+            presets=_on_gpus(_REAL_PRESETS, _SCALE_0P3B),
         ),
         ModelSpec(
             name="ERNIE-4.5-21B-A3B", kind="moe", total_params="21B", active_params="3B", layers=28,
             context_length=131072, experts=64, experts_per_token=6, shared_experts=2,
-            description="Text MoE, 21B total / 3B active parameters.", presets=_moe_presets("all"),
+            description="Text MoE, 21B total / 3B active parameters.", presets=_moe_presets("all", _SCALE_21B),
         ),
         ModelSpec(
             name="ERNIE-4.5-21B-A3B-Thinking", kind="moe", total_params="21B", active_params="3B", layers=28,
             context_length=131072, experts=64, experts_per_token=6, shared_experts=2, thinking=True,
             description="21B-A3B post-trained for reasoning (<think> ... </think>).",
-            presets=_moe_presets("all"),
+            presets=_moe_presets("all", _SCALE_21B_THINKING),
         ),
         ModelSpec(
             name="ERNIE-4.5-300B-A47B", kind="moe", total_params="300B", active_params="47B", layers=54,
             context_length=131072, experts=64, experts_per_token=8,
             description="Flagship text MoE, 300B total / 47B active; needs a multi-GPU node.",
-            presets=_moe_presets("shared"),
+            presets=_moe_presets("shared", _SCALE_300B),
         ),
         ModelSpec(
             name="ERNIE-4.5-VL-28B-A3B", kind="vl-moe", total_params="28B", active_params="3B", layers=28,
             context_length=131072, experts=64, experts_per_token=6, shared_experts=2, vision_experts=64,
             chat_template="ernie_vl", thinking=True,
             description="Vision-language MoE with modality-isolated text and vision experts.",
-            presets=_moe_presets("all"),
+            presets=_moe_presets("all", _SCALE_VL),
         ),
         ModelSpec(
             name="ERNIE-4.5-VL-424B-A47B", kind="vl-moe", total_params="424B", active_params="47B", layers=54,
             context_length=131072, experts=64, experts_per_token=8, vision_experts=64,
             chat_template="ernie_vl", thinking=True,
             description="Largest vision-language MoE; needs several multi-GPU nodes.",
-            presets=_moe_presets("shared"),
+            presets=_moe_presets("shared", _SCALE_VL),
         ),
     ]
 }
@@ -148,6 +185,8 @@ def has_experts(name_or_path: str) -> bool:
     if spec is not None:
         return spec.kind != "dense"
     path = Path(name_or_path).expanduser()
+    if is_repo_id(name_or_path):
+        path = downloaded_dir(default_workdir(), name_or_path) or path
     try:
         if is_adapter(path):
             info = adapter_info(path)
@@ -160,7 +199,8 @@ def has_experts(name_or_path: str) -> bool:
 
 
 def resolve_model_dir(name_or_path: str, workdir: Path | None = None) -> Path:
-    """Return the local checkpoint directory for a registry name or a path, building built-ins on demand."""
+    """Return the local checkpoint directory for a registry name, a downloaded hub repo id or a path,
+    building built-ins on demand."""
     workdir = Path(workdir) if workdir else default_workdir()
     spec = MODELS.get(name_or_path)
     if spec is not None and spec.builtin:
@@ -174,8 +214,11 @@ def resolve_model_dir(name_or_path: str, workdir: Path | None = None) -> Path:
         raise ModelNotFound(
             f"{spec.name} is not embedded and nothing is downloaded at run time: put its checkpoint "
             f"(config.json, *.safetensors, tokenizer files) in {local} or set model.name_or_path "
-            f"to the directory that holds it"
+            f"to the directory that holds it, or download it from a hub (`python -m trainer model download "
+            f"OWNER/NAME`, e.g. baidu/ERNIE-4.5-0.3B-Paddle) and give that repo id as the model"
         )
+    if is_repo_id(name_or_path):
+        return require_downloaded(name_or_path.strip(), workdir)
     path = Path(name_or_path).expanduser()
     if not path.exists():
         known = ", ".join(MODELS)

@@ -153,19 +153,27 @@ def _piece_id(model_file: Path, piece: str) -> int:
     return spm.SentencePieceProcessor(model_file=str(model_file)).piece_to_id(piece)
 
 
-def _build_weights(name: str, out_dir: Path) -> None:
+def build_weights(config: dict, out_dir: Path, embedding_scale: float = 1.0) -> None:
+    """Seeded random weights for the model `config` (a config.json as a dict) describes, saved into
+    `out_dir` with `config` as its config.json. Real configs get their checkpoints built this way
+    too (tests build reduced-depth real-width ERNIE 4.5 models from the released files)."""
     import paddle
     from paddleformers.transformers import AutoConfig, AutoModelForCausalLM
 
     paddle.set_device("cpu")
-    config_json = json.dumps(MODEL_CONFIGS[name], indent=2)
+    config_json = json.dumps(config, indent=2)
     (out_dir / "config.json").write_text(config_json)
-    config = AutoConfig.from_pretrained(str(out_dir))
+    model_config = AutoConfig.from_pretrained(str(out_dir))
     paddle.seed(SEED)
-    model = AutoModelForCausalLM.from_config(config)
+    model = AutoModelForCausalLM.from_config(model_config)
+    if embedding_scale != 1.0:
+        embedding = model.get_input_embeddings().weight
+        embedding.set_value(embedding * embedding_scale)
+    save_model(model, out_dir, config_json)
+
+
+def _build_weights(name: str, out_dir: Path) -> None:
     # The tied embedding doubles as the output projection. At the default init its rows are so short
     # that, with the final norm frozen (as under LoRA), no hidden state can make any token likely;
     # real checkpoints have learned, longer rows. Give the tiny model a comparable logit range.
-    embedding = model.get_input_embeddings().weight
-    embedding.set_value(embedding * EMBEDDING_SCALE)
-    save_model(model, out_dir, config_json)
+    build_weights(MODEL_CONFIGS[name], out_dir, EMBEDDING_SCALE)

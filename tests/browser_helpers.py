@@ -181,7 +181,7 @@ KEPT_WORDS = {
     "GiB", "MiB", "CPU", "GPU", "RAM", "ETA", "tokens", "alpha", "beta", "top", "sigmoid", "ipo", "hinge",
     "cosine", "linear", "constant", "cpu", "gpu", "auto", "lora", "full", "sft", "dpo", "ernie", "tiny",
     "moe", "dense", "base", "output", "think", "bf16", "fp16", "fp32", "wint8", "wint4", "zip", "Paddle",
-    "PaddlePaddle", "paddleformers", "API", "Gradio", "ZeRO", "AdamW", "adamw", "NCCL", "MTP", "token",
+    "PaddlePaddle", "paddleformers", "API", "Gradio", "ZeRO", "AdamW", "adamw", "NCCL", "CUDA", "MTP", "token",
     "safetensors", "TSV", "ID", "sqrt", "English",  # the language switch names each language in its own
 }
 # Paths, file names, config keys, model names and numbers with units: anything with / . _ or a digit.

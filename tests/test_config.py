@@ -18,9 +18,9 @@ FIXTURE = Path(__file__).parent / "fixtures" / "erniekit_sft_lora_0p3b.yaml"
 TRAIN = {"data": {"train": [{"path": "train.jsonl"}]}}
 
 
-def problems_of(d) -> list[str]:
+def problems_of(d, local: bool = True) -> list[str]:
     with pytest.raises(C.ConfigError) as info:
-        C.from_dict(d)
+        C.from_dict(d, local=local)
     return [message for _, message in info.value.problems]
 
 
@@ -66,7 +66,7 @@ def test_overrides_are_parsed_as_yaml():
     assert [e.path for e in cfg.data.train] == ["a.jsonl", "b.jsonl"]
     assert cfg.finetuning.lora.rslora is True and cfg.devices.gpu_ids == "0,1" and cfg.output.dir == ""
     assert TRAIN == {"data": {"train": [{"path": "train.jsonl"}]}}
-    cfg = C.from_dict(C.apply_overrides(TRAIN, ["output.dir=2024", "model.name_or_path=yes"]))
+    cfg = C.from_dict(C.apply_overrides(TRAIN, ["output.dir=2024", "model.name_or_path=yes"]), local=False)
     assert (cfg.output.dir, cfg.model.name_or_path) == ("2024", "yes")
 
 
@@ -143,17 +143,18 @@ def test_validate_a_config_edited_in_code():
 def test_cross_field_rules():
     assert problems_of(with_train(precision="fp16")) == ["precision: fp16 needs a GPU; on cpu use fp32"]
     assert problems_of(with_train(precision="bf16")) == ["precision: bf16 needs a GPU; on cpu use fp32"]
-    assert C.from_dict(with_train(precision="bf16", devices={"device": "gpu", "gpu_ids": "0"})).precision == "bf16"
+    on_gpu = with_train(precision="bf16", devices={"device": "gpu", "gpu_ids": "0"})
+    assert C.from_dict(on_gpu, local=False).precision == "bf16"
     assert problems_of({"data": {"train": []}}) == \
         ["data.train: needs at least one file, e.g. data.train=[{path: train.jsonl}]"]
     assert problems_of({}) == problems_of({"data": {"train": []}})
-    assert problems_of(with_train(data={"max_seq_len": 512, "max_prompt_len": 512})) == \
-        ["data.max_prompt_len: must be below data.max_seq_len (512), got 512"]
+    assert problems_of(with_train(method="dpo", data={"max_seq_len": 512, "max_prompt_len": 512})) == \
+        ["data.max_prompt_len: must be below data.max_seq_len (512) for method dpo, got 512"]
     assert problems_of(with_train(model={"name_or_path": ""}))[0].startswith(
         "model.name_or_path: must not be empty")
-    assert problems_of(with_train(devices={"device": "gpu"})) == \
+    assert problems_of(with_train(devices={"device": "gpu"}), local=False) == \
         ["devices.gpu_ids: required when devices.device is gpu, e.g. 0 or 0,1"]
-    assert "they must match" in problems_of(with_train(devices={"device": "gpu", "gpu_ids": "0,1"}))[0]
+    assert "they must match" in problems_of(with_train(devices={"device": "gpu", "gpu_ids": "0,1"}), local=False)[0]
     assert problems_of(with_train(logging={"eval_steps": 10}))[0].startswith(
         "logging.eval_steps: evaluation needs")
     assert problems_of(with_train(devices={"nnodes": 2}))[0].startswith("devices.master: required as host:port")
@@ -164,7 +165,7 @@ def test_cross_field_rules():
 def test_all_problems_are_reported_at_once():
     with pytest.raises(C.ConfigError) as info:
         C.from_dict({"optim": {"lr": 1, "learning_rate": "fast"}, "finetuning": {"type": "qlora"},
-                     "precision": "fp16", "data": {"train": [], "max_prompt_len": 4096}})
+                     "precision": "fp16", "method": "dpo", "data": {"train": [], "max_prompt_len": 4096}})
     keys = [key for key, _ in info.value.problems]
     assert keys == ["optim.lr", "finetuning.type", "optim.learning_rate", "data.train", "data.max_prompt_len",
                     "precision"]
@@ -245,11 +246,11 @@ def test_command_preview_two_cpu_ranks():
 
 def test_command_preview_gpus_and_nodes():
     cfg = C.from_dict(with_train(devices={"device": "gpu", "gpu_ids": "0,1", "nproc": 2, "nnodes": 2,
-                                          "master": "10.0.0.1:8090"}))
+                                          "master": "10.0.0.1:8090"}), local=False)
     argv = C.command_preview(cfg, "c.yaml", "j")
     launch = argv[:argv.index("--log_dir")]
     assert launch[3:] == ["--nproc_per_node", "2", "--devices", "0,1", "--nnodes", "2",
-                          "--master", "10.0.0.1:8090"]
+                          "--master", "10.0.0.1:8090", "--rank", "0"]
 
 
 def test_config_modules_do_not_import_paddle():
@@ -277,7 +278,7 @@ def test_validate_cli(tmp_path, capsys):
 
 def test_erniekit_fixture_imports_and_validates():
     data, unmapped, notes = E.import_erniekit(str(FIXTURE))
-    cfg = C.from_dict(data)
+    cfg = C.from_dict(data, local=False)  # a GPU config for a model not downloaded here
     assert cfg.model.name_or_path == "baidu/ERNIE-4.5-0.3B-Paddle"
     assert cfg.method == "sft" and cfg.finetuning.type == "lora"
     assert cfg.finetuning.lora.rank == 32 and cfg.finetuning.lora.alpha == 64
@@ -287,7 +288,9 @@ def test_erniekit_fixture_imports_and_validates():
     assert (cfg.optim.gradient_accumulation_steps, cfg.optim.warmup_steps, cfg.optim.seed) == (8, 20, 23)
     assert (cfg.logging.save_steps, cfg.logging.eval_steps, cfg.logging.logging_steps) == (100, 100, 1)
     assert cfg.precision == "bf16" and cfg.devices.device == "gpu" and cfg.devices.gpu_ids == "0"
-    assert unmapped and "tensor_parallel_degree: 1" in unmapped and "sharding: stage1" in unmapped
+    assert (cfg.gpu.tensor_parallel_degree, cfg.gpu.pipeline_parallel_degree, cfg.gpu.sharding) == (1, 1, "stage1")
+    assert cfg.gpu.offload_optimizer is True and cfg.gpu.recompute is False
+    assert not any(line.startswith(("tensor_parallel_degree:", "sharding:", "recompute:")) for line in unmapped)
     assert "output_dir: ./output" in unmapped and "disable_tqdm: true" in unmapped
     assert not any(line.startswith(("learning_rate:", "stage:", "train_dataset_path:")) for line in unmapped)
     assert any("local" in note and "baidu/ERNIE-4.5-0.3B-Paddle" in note for note in notes)
@@ -317,8 +320,10 @@ def test_erniekit_cli_writes_the_config(tmp_path, capsys):
     out = tmp_path / "run.yaml"
     assert E.main([str(FIXTURE), "-o", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert C.load_config(out) == C.from_dict(E.import_erniekit(str(FIXTURE))[0])
-    assert "  tensor_parallel_degree: 1" in printed.splitlines()
+    assert C.from_dict(C.read_yaml_mapping(out), local=False) == \
+        C.from_dict(E.import_erniekit(str(FIXTURE))[0], local=False)
+    assert "  recompute_use_reentrant: true" in printed.splitlines()
+    assert "to do before it runs on this machine" in printed  # the hub model is not downloaded here
     assert "notes:" in printed
 
 

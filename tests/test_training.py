@@ -88,12 +88,13 @@ def test_lora_targets_matching_no_module_fail_clearly(workdir, tiny_moe_dir):
     assert "qkv_proj" in _failed(job_dir), "the message lists the layers that do exist"
 
 
-def test_missing_model_directory_fails_clearly(workdir, tmp_path):
+def test_missing_model_directory_is_refused_before_anything_runs(workdir, tmp_path):
     job_dir = workdir / "jobs" / "no-model"
     config = example_config("tiny_sft_lora.yaml", **{"model.name_or_path": str(tmp_path / "no-such-model")})
     result = run_trainer(config, job_dir, timeout=120)
     assert result.returncode == 1
-    assert f"model directory not found: {tmp_path / 'no-such-model'}" in _failed(job_dir)
+    assert f"model.name_or_path: model directory not found: {tmp_path / 'no-such-model'}" in result.stderr
+    assert "Traceback" not in result.stderr and not (job_dir / "status.json").exists()
 
 
 def test_malformed_data_line_fails_with_file_and_line(workdir, tmp_path):

@@ -141,7 +141,8 @@ def test_auth_file_and_check(tmp_path):
 # -- i18n and the form -------------------------------------------------------------------------------
 
 def test_catalogue_has_both_languages_for_every_entry_and_every_schema_key():
-    from webui.i18n import CATALOGUE, FIELD_ZH, LANGUAGES
+    from webui.field_texts import FIELD_ZH
+    from webui.i18n import CATALOGUE, LANGUAGES
 
     assert set(FIELD_ZH) == {spec.key for spec in iter_fields()}
     for key, entry in CATALOGUE.items():

@@ -10,6 +10,7 @@ and turns a stop request (SIGTERM or the STOP file) into "finish this step, save
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import time
 
@@ -38,6 +39,18 @@ class StopSignal:
         self.received = True
 
 
+def any_rank(flag: bool) -> bool:
+    """True on every rank when it is true on any. Ranks must stop after the same step: one that
+    trains on waits in a collective for the others, and the SIGTERM and the STOP file that ask for
+    the stop reach only the ranks of the node the studio runs (another machine sees neither)."""
+    import paddle
+    import paddle.distributed as dist
+
+    votes = paddle.to_tensor([int(flag)], dtype="int32")
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+    return bool(votes.item())
+
+
 class TokenCounter:
     """Counts the real (unpadded) tokens the model has trained on."""
 
@@ -50,12 +63,26 @@ class TokenCounter:
 
 
 def _memory() -> dict:
-    info = {"rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
+    """Resident memory now and at its peak so far; the peak of paddle's allocator (the tensors): on
+    GPU since the start, on CPU since training began (`_reset_tensor_peak`)."""
+    info = {"rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     import paddle
 
     if paddle.device.get_device().startswith("gpu"):
         info["gpu_mb"] = round(paddle.device.cuda.max_memory_allocated() / 2**20, 1)
+    else:
+        info["tensors_peak_mb"] = round(paddle.base.core.host_memory_stat_peak_value("Allocated", 0) / 2**20, 1)
     return info
+
+
+def _reset_tensor_peak() -> None:
+    """Loading a checkpoint briefly allocates more than it ever touches; the CPU tensor peak in the
+    metrics is that of training (docs/real_models.md, "Will it fit?")."""
+    import paddle
+
+    if not paddle.device.get_device().startswith("gpu"):
+        paddle.base.core.host_memory_stat_reset_peak_value("Allocated", 0)
 
 
 # DPOTrainer's log keys → metrics.jsonl keys (rewards are beta * log-ratio against the reference).
@@ -92,6 +119,7 @@ class JobCallback(TrainerCallback):
         self._last_status = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
+        _reset_tensor_peak()
         self._start = self._last_log_time = time.time()
         self._start_step = state.global_step
         if self.is_main:
@@ -99,7 +127,10 @@ class JobCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self._balance_experts(kwargs.get("model"))
-        if self.stop.received or stop_requested(self.job_dir):
+        stop = self.stop.received or stop_requested(self.job_dir)
+        if self.world_size > 1:
+            stop = any_rank(stop)
+        if stop:
             self.stopped_early = True
             control.should_save = True
             control.should_training_stop = True

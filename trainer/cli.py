@@ -6,6 +6,7 @@
   config validate FILE [KEY=VALUE ...]                          check a run config
   config import-erniekit FILE -o OUT.yaml                       convert an ERNIEKit YAML
   data check FILE [--format F] [--model M] [--json]             validate a dataset, token statistics
+  model download OWNER/NAME [--hub H] [--revision R]            fetch a hub model into WORKDIR/models
 
 Heavy imports (paddle) happen inside the commands that need them.
 """
@@ -13,6 +14,7 @@ Heavy imports (paddle) happen inside the commands that need them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -47,11 +49,24 @@ def default_job_dir() -> Path:
     return default_workdir() / "jobs" / new_job_id()
 
 
+def _build_builtin_model(name: str) -> None:
+    """Build an embedded model here, before the ranks start: a rank that builds it saves under the
+    launcher's world size, and paddleformers' save then waits on a process group not made yet."""
+    from models.registry import MODELS, resolve_model_dir
+
+    spec = MODELS.get(name)
+    if spec is not None and spec.builtin:
+        resolve_model_dir(spec.name)
+
+
 def cmd_run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer run", description="Train from a run config.")
     parser.add_argument("config", help="run config YAML")
     parser.add_argument("--job-dir", help="job directory (default: a new WORKDIR/jobs/<job id>)")
     parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    parser.add_argument("--node-rank", type=int, default=0, metavar="N",
+                        help="this machine's rank in a multi-node job: 0 on the first node, 1 .. "
+                             "devices.nnodes-1 on the others (the studio shows each node's command)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a config key")
     args = parser.parse_intermixed_args(argv)
 
@@ -62,10 +77,16 @@ def cmd_run(argv: list[str]) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    if not 0 <= args.node_rank < cfg.devices.nnodes:
+        print(f"--node-rank: expected 0 to {cfg.devices.nnodes - 1} (devices.nnodes is {cfg.devices.nnodes} "
+              f"in {args.config}), got {args.node_rank}", file=sys.stderr)
+        return 1
     job_dir = Path(args.job_dir) if args.job_dir else default_job_dir()
     if launch_prefix(cfg, job_dir) and "PADDLE_TRAINERS_NUM" not in os.environ:
-        argv = command_preview(cfg, args.config, job_dir, resume=args.resume, overrides=args.overrides)
+        argv = command_preview(cfg, args.config, job_dir, resume=args.resume, overrides=args.overrides,
+                               node_rank=args.node_rank)
         print(f"[studio] launching {cfg.devices.nproc * cfg.devices.nnodes} processes: {' '.join(argv)}", flush=True)
+        _build_builtin_model(cfg.model.name_or_path)
         os.execv(argv[0], argv)
     from trainer.jobfiles import JobPaths
 
@@ -167,12 +188,44 @@ def cmd_data(argv: list[str]) -> int:
         try:
             token_length = tokenizer_length(load_tokenizer(resolve_model_dir(args.model)))
         except ModelNotFound as exc:
-            print(f"--model: {exc}", file=sys.stderr)
-            return 2
+            return _data_usage_error(args, f"--model: {exc}")
+        except Exception as exc:  # a broken tokenizer file fails in many ways; the report must still say why
+            return _data_usage_error(args, f"--model: cannot load the tokenizer of {args.model} "
+                                           f"({exc.__class__.__name__}: {exc})")
     return run(args, token_length=token_length, max_seq_len=args.max_seq_len)
 
 
-COMMANDS = {"run": cmd_run, "export": cmd_export, "config": cmd_config, "data": cmd_data}
+def _data_usage_error(args: argparse.Namespace, message: str) -> int:
+    """Report a data-check argument problem: on stderr, and as the JSON report `--json` promises."""
+    print(message, file=sys.stderr)
+    if args.json:
+        print(json.dumps({"path": args.file, "ok": False, "error": message}, ensure_ascii=False))
+    return 2
+
+
+def cmd_model(argv: list[str]) -> int:
+    """`python -m trainer model download REPO_ID ...`: models.hub does the download and the reporting."""
+    from models.hub import HUBS, command, default_hub
+    from models.registry import default_workdir
+
+    if argv[:1] != ["download"]:
+        print("usage: python -m trainer model download OWNER/NAME [--hub H] [--revision R] [--workdir DIR]",
+              file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="python -m trainer model download",
+                                     description="Download a model from a hub into WORKDIR/models/OWNER/NAME "
+                                                 "(resumable: run it again after an interruption).")
+    parser.add_argument("repo_id", help="the hub's repo id, e.g. baidu/ERNIE-4.5-0.3B-Paddle")
+    parser.add_argument("--hub", choices=list(HUBS), default=default_hub(),
+                        help="where to download from (default: $DOWNLOAD_SOURCE or huggingface)")
+    parser.add_argument("--revision", help="branch, tag or commit (default: the hub's main branch)")
+    parser.add_argument("--workdir", help="studio directory (default: $ERNIE_STUDIO_HOME or ./workspace)")
+    args = parser.parse_args(argv[1:])
+    return command(args.repo_id, Path(args.workdir).expanduser().resolve() if args.workdir else default_workdir(),
+                   args.hub, args.revision)
+
+
+COMMANDS = {"run": cmd_run, "export": cmd_export, "config": cmd_config, "data": cmd_data, "model": cmd_model}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,17 +21,21 @@ import yaml
 
 from plumbing.files import atomic_write_text
 from trainer.jobfiles import JobPaths
+from trainer.parallel import layout_problems
+from trainer.preflight import local_problems
+from trainer.messages import Message
 from trainer.schema import (
     BY_KEY, ENTRY_FIELDS, FIELDS, SECTIONS, DatasetEntry, FieldSpec, RunConfig, field_spec, iter_fields,
 )
 
 __all__ = ["ConfigError", "RunConfig", "FieldSpec", "iter_fields", "field_spec", "from_dict", "validate", "to_dict",
            "get", "set_key", "apply_overrides", "read_yaml_mapping", "load_config", "to_yaml", "dump_yaml",
-           "launch_prefix", "command_preview"]
+           "launch_prefix", "run_argv", "command_preview"]
 
 
 class ConfigError(Exception):
-    """Every problem found in a config, each as (dotted key, readable message)."""
+    """Every problem found in a config, each as (dotted key, readable message); the messages are
+    `trainer.messages.Message`s, which the web UI shows in the chosen language."""
 
     def __init__(self, problems: list[tuple[str, str]], source: str = ""):
         self.problems = list(problems)
@@ -57,9 +61,9 @@ def _show(value: Any) -> str:
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, dict):
-        return "a mapping"
+        return Message("value-mapping")
     if isinstance(value, list):
-        return "a list"
+        return Message("value-list")
     return str(value)
 
 
@@ -67,14 +71,14 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
-def _range_text(spec: FieldSpec) -> str:
+def _range_text(spec: FieldSpec) -> Message:
     lo, hi = spec.minimum, spec.maximum
     if lo is not None and hi is not None:
         left, right = "(" if spec.min_exclusive else "[", ")" if spec.max_exclusive else "]"
-        return f"must be in {left}{_num(lo)}, {_num(hi)}{right}"
+        return Message("range-between", interval=f"{left}{_num(lo)}, {_num(hi)}{right}")
     if lo is not None:
-        return f"must be {'>' if spec.min_exclusive else '>='} {_num(lo)}"
-    return f"must be {'<' if spec.max_exclusive else '<='} {_num(hi)}"
+        return Message("range-bound", op=">" if spec.min_exclusive else ">=", limit=_num(lo))
+    return Message("range-bound", op="<" if spec.max_exclusive else "<=", limit=_num(hi))
 
 
 def _in_range(spec: FieldSpec, x: float) -> bool:
@@ -104,9 +108,11 @@ def suggest_key(key: str, valid: Iterable[str]) -> str | None:
     return match[0] if match else None
 
 
-def _unknown(key: str, valid: Iterable[str]) -> str:
+def _unknown(key: str, valid: Iterable[str]) -> Message:
     guess = suggest_key(key, valid)
-    return f"unknown key '{key}'" + (f" — did you mean '{guess}'?" if guess else "")
+    if guess:
+        return Message("config-unknown-key-guess", key=key, guess=guess)
+    return Message("config-unknown-key", key=key)
 
 
 # ---------------------------------------------------------------- validation
@@ -115,44 +121,45 @@ _FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _SENTINEL = object()
 
 
-def _coerce(spec: FieldSpec, key: str, value: Any) -> tuple[Any, str | None]:
+def _coerce(spec: FieldSpec, key: str, value: Any) -> tuple[Any, Message | None]:
     """Check one value against its field; return (clean value, None) or (None, message)."""
     kind, raw = spec.type, value
     if spec.normalize is not None:
         value = spec.normalize(value)
     if kind == "bool":
         if not isinstance(value, bool):
-            return None, f"{key}: expected true or false, got {_show(value)}"
+            return None, Message("config-expected-bool", key=key, value=_show(value))
         return value, None
     if kind == "int":
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            return None, f"{key}: expected an integer, got {_show(value)}"
+            return None, Message("config-expected-int", key=key, value=_show(value))
     elif kind == "float":
         # PyYAML reads 1e-4 (no dot) as a string, so numeric text is accepted
         if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None, f"{key}: expected a number, got {_show(value)}"
+            return None, Message("config-expected-number", key=key, value=_show(value))
         value = float(value)
         if not math.isfinite(value):
-            return None, f"{key}: expected a finite number, got {_show(value)}"
+            return None, Message("config-expected-finite", key=key, value=_show(value))
     elif kind == "str":
         if not isinstance(value, str):
-            return None, f"{key}: expected a string, got {_show(value)}"
+            return None, Message("config-expected-string", key=key, value=_show(value))
     elif kind == "list[str]":
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            return None, f"{key}: expected a list of strings, got {_show(value)}"
+            return None, Message("config-expected-strings", key=key, value=_show(value))
     if spec.choices:
         if isinstance(value, str):
             value = next((c for c in spec.choices if c.lower() == value.lower()), value)
         if value not in spec.choices:
-            return None, f"{key}: expected one of {', '.join(spec.choices)}; got {_show(value)}"
+            return None, Message("config-expected-choice", key=key, choices=", ".join(spec.choices), value=_show(value))
     if kind in ("int", "float") and not _in_range(spec, value):
-        return None, f"{key}: {_range_text(spec)}, got {_show(value if isinstance(raw, str) else raw)}"
+        return None, Message("config-out-of-range", key=key, range=_range_text(spec),
+                             value=_show(value if isinstance(raw, str) else raw))
     return value, None
 
 
@@ -160,8 +167,8 @@ def _check_datasets(key: str, value: Any, problems: list) -> list[DatasetEntry] 
     if value is None:
         value = []
     if not isinstance(value, list):
-        problems.append((key, f"{key}: expected a list of {{path, format, probability}} entries, "
-                              f"got {_show(value)}"))
+        problems.append((key, Message("config-datasets-not-list", key=key, shape="{path, format, probability}",
+                                      value=_show(value))))
         return None
     entries, ok = [], True
     for i, item in enumerate(value):
@@ -171,7 +178,7 @@ def _check_datasets(key: str, value: Any, problems: list) -> list[DatasetEntry] 
         elif isinstance(item, DatasetEntry):
             item = dataclasses.asdict(item)
         if not isinstance(item, dict):
-            problems.append((where, f"{where}: expected a mapping with a path, got {_show(item)}"))
+            problems.append((where, Message("config-dataset-not-mapping", key=where, value=_show(item))))
             ok = False
             continue
         clean = {}
@@ -188,10 +195,10 @@ def _check_datasets(key: str, value: Any, problems: list) -> list[DatasetEntry] 
             else:
                 clean[name] = checked
         if "path" in clean and not clean["path"].strip():
-            problems.append((f"{where}.path", f"{where}.path: must not be empty"))
+            problems.append((f"{where}.path", Message("config-path-empty", key=f"{where}.path")))
             ok = False
         elif "path" not in clean and "path" not in item:
-            problems.append((f"{where}.path", f"{where}.path: missing; every data file needs a path"))
+            problems.append((f"{where}.path", Message("config-path-missing", key=f"{where}.path")))
             ok = False
         if ok:
             entries.append(DatasetEntry(**clean))
@@ -202,31 +209,34 @@ def _flatten(d: dict, prefix: str, out: dict, problems: list) -> None:
     """Dotted key -> value for every leaf given, accepting nested mappings and dotted keys alike."""
     for raw_key, value in d.items():
         if not isinstance(raw_key, str):
-            problems.append((str(raw_key), f"{prefix}{raw_key}: keys must be strings"))
+            problems.append((str(raw_key), Message("config-key-not-string", key=f"{prefix}{raw_key}")))
             continue
         key = prefix + raw_key
         if key in BY_KEY:
             if key in out:
-                problems.append((key, f"{key}: given twice"))
+                problems.append((key, Message("config-given-twice", key=key)))
                 continue
             out[key] = value
         elif key in SECTIONS:
             if isinstance(value, dict):
                 _flatten(value, key + ".", out, problems)
             elif value is not None:
-                problems.append((key, f"{key}: expected a mapping of settings, got {_show(value)}"))
+                problems.append((key, Message("config-section-not-mapping", key=key, value=_show(value))))
         else:
             problems.append((key, _unknown(key, list(BY_KEY) + SECTIONS)))
 
 
-def from_dict(d: dict | None) -> RunConfig:
-    """Validate a (nested or dotted-key) mapping and build the RunConfig; raise ConfigError with every problem."""
+def from_dict(d: dict | None, *, local: bool = True) -> RunConfig:
+    """Validate a (nested or dotted-key) mapping and build the RunConfig; raise ConfigError with every problem.
+
+    `local=False` leaves out what depends on this machine (its paddle build, the model directory:
+    trainer/preflight.py), for a config written here to run elsewhere or read only for its values."""
     problems: list[tuple[str, str]] = []
     given: dict[str, Any] = {}
     if d is None:
         d = {}
     if not isinstance(d, dict):
-        raise ConfigError([("", f"expected a mapping of settings at the top level, got {_show(d)}")])
+        raise ConfigError([("", Message("config-top-not-mapping", value=_show(d)))])
     _flatten(d, "", given, problems)
 
     values: dict[str, Any] = {}
@@ -248,6 +258,8 @@ def from_dict(d: dict | None) -> RunConfig:
             values[key] = clean
 
     problems += _cross_checks(values)
+    if local:
+        problems += local_problems(values)
     if problems:
         raise ConfigError(problems)
     return _build(RunConfig, "", values)
@@ -266,70 +278,71 @@ def _cross_checks(v: dict[str, Any]) -> list[tuple[str, str]]:
         return all(k in v for k in keys)
 
     if have("model.name_or_path") and not v["model.name_or_path"].strip():
-        out.append(("model.name_or_path", "model.name_or_path: must not be empty; give a built-in model "
-                                          "name such as ernie-4.5-tiny-moe or a checkpoint directory"))
+        out.append(("model.name_or_path", Message("config-model-empty", key="model.name_or_path",
+                                                  example="ernie-4.5-tiny-moe")))
     if have("data.train") and not v["data.train"]:
-        out.append(("data.train", "data.train: needs at least one file, e.g. data.train=[{path: train.jsonl}]"))
-    if have("data.max_seq_len", "data.max_prompt_len") and v["data.max_prompt_len"] >= v["data.max_seq_len"]:
-        out.append(("data.max_prompt_len", f"data.max_prompt_len: must be below data.max_seq_len "
-                                           f"({v['data.max_seq_len']}), got {v['data.max_prompt_len']}"))
+        out.append(("data.train", Message("config-no-train-data", key="data.train",
+                                          example="data.train=[{path: train.jsonl}]")))
+    # only DPO cuts prompts to max_prompt_len; SFT rows are fitted to max_seq_len alone
+    if have("method", "data.max_seq_len", "data.max_prompt_len") and v["method"] == "dpo" \
+            and v["data.max_prompt_len"] >= v["data.max_seq_len"]:
+        out.append(("data.max_prompt_len", Message("config-prompt-len", key="data.max_prompt_len",
+                                                   other="data.max_seq_len", limit=v["data.max_seq_len"],
+                                                   value=v["data.max_prompt_len"])))
     if have("optim.max_steps") and v["optim.max_steps"] != -1 and v["optim.max_steps"] < 1:
-        out.append(("optim.max_steps", f"optim.max_steps: must be -1 (use the number of epochs) or >= 1, "
-                                       f"got {v['optim.max_steps']}"))
+        out.append(("optim.max_steps", Message("config-max-steps", key="optim.max_steps", value=v["optim.max_steps"])))
     if have("precision", "devices.device") and v["devices.device"] == "cpu" and v["precision"] != "fp32":
-        out.append(("precision", f"precision: {v['precision']} needs a GPU; on cpu use fp32"))
+        out.append(("precision", Message("config-precision-cpu", key="precision", precision=v["precision"])))
     for kind in ("train", "eval"):
         key = f"data.{kind}"
         for i, entry in enumerate(v.get(key) or []):
             if v.get("method") == "sft" and entry.format.endswith("_dpo"):
-                out.append((f"{key}[{i}].format", f"{key}[{i}].format: {entry.format} holds preference pairs; "
-                                                  f"it needs method dpo"))
+                out.append((f"{key}[{i}].format", Message("config-format-needs-dpo", key=f"{key}[{i}].format",
+                                                          format=entry.format)))
     if have("logging.eval_steps", "data.eval", "data.eval_split") and v["logging.eval_steps"] > 0 \
             and not v["data.eval"] and v["data.eval_split"] == 0:
-        out.append(("logging.eval_steps", "logging.eval_steps: evaluation needs data: give data.eval or "
-                                          "set data.eval_split above 0"))
+        out.append(("logging.eval_steps", Message("config-eval-needs-data", key="logging.eval_steps")))
     if have("devices.device", "devices.gpu_ids", "devices.nproc") and v["devices.device"] == "gpu":
         ids = v["devices.gpu_ids"]
         parts = ids.split(",") if ids else []
         if not parts:
-            out.append(("devices.gpu_ids", "devices.gpu_ids: required when devices.device is gpu, e.g. 0 or 0,1"))
+            out.append(("devices.gpu_ids", Message("config-gpu-ids-required", key="devices.gpu_ids")))
         elif not all(p.isdigit() for p in parts):
-            out.append(("devices.gpu_ids", f"devices.gpu_ids: expected comma-separated integers, got {ids!r}"))
+            out.append(("devices.gpu_ids", Message("config-gpu-ids-not-ints", key="devices.gpu_ids", value=repr(ids))))
         elif len(set(parts)) != len(parts):
-            out.append(("devices.gpu_ids", f"devices.gpu_ids: a GPU is listed twice in {ids!r}"))
+            out.append(("devices.gpu_ids", Message("config-gpu-ids-twice", key="devices.gpu_ids", value=repr(ids))))
         elif len(parts) != v["devices.nproc"]:
-            out.append(("devices.nproc", f"devices.nproc: {v['devices.nproc']} process(es) per node but "
-                                         f"{len(parts)} GPU id(s) in devices.gpu_ids; they must match "
-                                         f"(one process per GPU)"))
+            out.append(("devices.nproc", Message("config-nproc-gpus", key="devices.nproc", nproc=v["devices.nproc"],
+                                                 gpus=len(parts))))
     if have("devices.nnodes", "devices.master") and v["devices.nnodes"] > 1 \
             and not re.fullmatch(r"[^\s:]+:\d+", v["devices.master"]):
-        out.append(("devices.master", f"devices.master: required as host:port when devices.nnodes > 1, "
-                                      f"got {v['devices.master']!r}"))
+        out.append(("devices.master", Message("config-master-required", key="devices.master",
+                                              value=repr(v["devices.master"]))))
     for key in ("moe.aux_loss_coef", "moe.z_loss_coef", "moe.orthogonal_loss_coef"):
         if have(key) and v[key] < 0 and v[key] != -1:
-            out.append((key, f"{key}: must be -1 (keep the checkpoint's value) or >= 0, got {_num(v[key])}"))
+            out.append((key, Message("config-moe-coef", key=key, value=_num(v[key]))))
     if have("moe.bias_update_rate", "finetuning.type") and v["moe.bias_update_rate"] > 0 \
             and v["finetuning.type"] == "lora":
-        out.append(("moe.bias_update_rate", "moe.bias_update_rate: aux-loss-free balancing updates the routing "
-                                            "biases, which a LoRA adapter does not carry; use finetuning.type "
-                                            "full or set it to 0"))
+        out.append(("moe.bias_update_rate", Message("config-bias-lora", key="moe.bias_update_rate")))
     if have("moe.token_balanced_loss", "method") and v["moe.token_balanced_loss"] and v["method"] != "sft":
-        out.append(("moe.token_balanced_loss", f"moe.token_balanced_loss: applies to the SFT loss; method "
-                                               f"{v['method']} has its own"))
+        out.append(("moe.token_balanced_loss", Message("config-token-balanced", key="moe.token_balanced_loss",
+                                                       method=v["method"])))
     if have("moe.freeze_router", "finetuning.type") and v["moe.freeze_router"] and v["finetuning.type"] == "lora":
-        out.append(("moe.freeze_router", "moe.freeze_router: LoRA never trains the router; the option is "
-                                         "for finetuning.type full"))
+        out.append(("moe.freeze_router", Message("config-freeze-router-lora", key="moe.freeze_router")))
+    out += layout_problems(v)
     if have("finetuning.lora.target_modules"):
         modules = v["finetuning.lora.target_modules"]
         if not modules:
-            out.append(("finetuning.lora.target_modules", "finetuning.lora.target_modules: needs at least "
-                                                          "one pattern; all-linear adapts every linear layer"))
+            out.append(("finetuning.lora.target_modules", Message("config-target-modules-empty",
+                                                                  key="finetuning.lora.target_modules",
+                                                                  example="all-linear")))
         for pattern in modules:
             try:
                 re.compile(pattern)
             except re.error as exc:
                 out.append(("finetuning.lora.target_modules",
-                            f"finetuning.lora.target_modules: {pattern!r} is not a valid pattern ({exc})"))
+                            Message("config-target-pattern", key="finetuning.lora.target_modules",
+                                    pattern=repr(pattern), error=str(exc))))
     return out
 
 
@@ -386,7 +399,8 @@ def _apply_overrides(d: dict | None, overrides: Iterable[str]) -> tuple[dict, li
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            problems.append((item, f"override {item!r}: expected KEY=VALUE, e.g. optim.learning_rate=3e-4"))
+            problems.append((item, Message("config-override-form", item=repr(item),
+                                           example="optim.learning_rate=3e-4")))
             continue
         if key not in BY_KEY:
             problems.append((key, _unknown(key, BY_KEY)))
@@ -397,7 +411,8 @@ def _apply_overrides(d: dict | None, overrides: Iterable[str]) -> tuple[dict, li
             try:
                 value = _load_yaml(text)
             except (yaml.YAMLError, RecursionError) as exc:
-                problems.append((key, f"{key}: the value {text!r} is not valid YAML ({_yaml_reason(exc)})"))
+                problems.append((key, Message("config-override-yaml", key=key, text=repr(text),
+                                              reason=_yaml_reason(exc))))
                 continue
             # output.dir=2024 or output.dir=yes mean the text itself, not a number or a boolean;
             # a field with its own normaliser reads the YAML value (GPU ids 0 or [0, 1])
@@ -427,8 +442,8 @@ class _ConfigLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, f"aliases (*{event.anchor}) are not allowed in a "
-                                              f"run config; write the value out", event.start_mark)
+            raise yaml.composer.ComposerError(None, None, Message("yaml-alias", anchor=event.anchor),
+                                              event.start_mark)
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
@@ -441,7 +456,7 @@ class _ConfigLoader(yaml.SafeLoader):
                 continue  # an unhashable key: the base class reports it
             if first != key_node.start_mark.line:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice (first on line {first + 1})", key_node.start_mark)
+                    None, None, Message("yaml-key-twice", key=repr(key), line=first + 1), key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
 
 
@@ -451,12 +466,12 @@ def _load_yaml(text: str) -> Any:
 
 def _yaml_reason(exc: yaml.YAMLError | RecursionError) -> str:
     if isinstance(exc, RecursionError):
-        return "nested too deeply"
+        return Message("read-nested")
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     if mark is None:
         return problem
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return Message("yaml-at", line=mark.line + 1, column=mark.column + 1, problem=problem)
 
 
 def read_yaml_mapping(path: str | os.PathLike) -> dict:
@@ -466,20 +481,20 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict:
         with open(name, encoding="utf-8") as fh:
             text = fh.read()
     except FileNotFoundError:
-        raise ConfigError([("", "no such file")], source=name) from None
+        raise ConfigError([("", Message("config-no-such-file"))], source=name) from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError([("", f"cannot read it ({exc.__class__.__name__}: {exc})")], source=name) from None
+        raise ConfigError([("", Message("config-cannot-read", error=f"{exc.__class__.__name__}: {exc}"))],
+                          source=name) from None
     try:
         data = _load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([("", f"YAML syntax error at {_yaml_reason(exc)}")], source=name) from None
+        raise ConfigError([("", Message("config-yaml-syntax", reason=_yaml_reason(exc)))], source=name) from None
     except RecursionError:
-        raise ConfigError([("", "YAML nested too deeply to read")], source=name) from None
+        raise ConfigError([("", Message("config-yaml-too-deep"))], source=name) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError([("", f"expected a mapping of settings at the top level, got {_show(data)}")],
-                          source=name)
+        raise ConfigError([("", Message("config-top-not-mapping", value=_show(data)))], source=name)
     return data
 
 
@@ -507,8 +522,9 @@ def dump_yaml(cfg: RunConfig, path: str | os.PathLike) -> None:
 
 # ---------------------------------------------------------------- the command that runs a config
 
-def launch_prefix(cfg: RunConfig, job_dir: str | os.PathLike) -> list[str]:
-    """`python -m paddle.distributed.launch ...` when the run has more than one process, else []."""
+def launch_prefix(cfg: RunConfig, job_dir: str | os.PathLike, node_rank: int = 0) -> list[str]:
+    """`python -m paddle.distributed.launch ...` when the run has more than one process, else [].
+    `node_rank` is this machine's place in a multi-node job (0: the first node, the studio's)."""
     dev = cfg.devices
     if dev.nproc * dev.nnodes <= 1:
         return []
@@ -516,14 +532,22 @@ def launch_prefix(cfg: RunConfig, job_dir: str | os.PathLike) -> list[str]:
     if dev.device == "gpu":
         argv += ["--devices", dev.gpu_ids]
     if dev.nnodes > 1:
-        argv += ["--nnodes", str(dev.nnodes), "--master", dev.master]
+        # Explicit node ranks: left to itself the launcher makes rank 0 whichever node binds the
+        # master port first, and a node with an explicit rank cannot join nodes without one.
+        argv += ["--nnodes", str(dev.nnodes), "--master", dev.master, "--rank", str(node_rank)]
     # per-rank logs go to the job, not to ./log in whatever directory the launcher started in
-    argv += ["--log_dir", os.fspath(JobPaths(job_dir).launch_logs)]
+    argv += ["--log_dir", os.fspath(JobPaths(job_dir).node_launch_logs(node_rank))]
     return argv
 
 
-def command_preview(cfg: RunConfig, config_path: str | os.PathLike, job_dir: str | os.PathLike,
-                    resume: bool = False, overrides: Iterable[str] = ()) -> list[str]:
-    """The argv that runs this config as a job in `job_dir`."""
+def run_argv(config_path: str | os.PathLike, job_dir: str | os.PathLike, resume: bool = False,
+             overrides: Iterable[str] = ()) -> list[str]:
+    """`python -m trainer run CONFIG --job-dir JOB [--resume] [KEY=VALUE ...]`."""
     run = [sys.executable, "-m", "trainer", "run", os.fspath(config_path), "--job-dir", os.fspath(job_dir)]
-    return launch_prefix(cfg, job_dir) + run + (["--resume"] if resume else []) + list(overrides)
+    return run + (["--resume"] if resume else []) + list(overrides)
+
+
+def command_preview(cfg: RunConfig, config_path: str | os.PathLike, job_dir: str | os.PathLike,
+                    resume: bool = False, overrides: Iterable[str] = (), node_rank: int = 0) -> list[str]:
+    """The argv that runs this config as a job in `job_dir` (on node `node_rank` of a multi-node job)."""
+    return launch_prefix(cfg, job_dir, node_rank) + run_argv(config_path, job_dir, resume, overrides)

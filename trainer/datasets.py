@@ -16,6 +16,7 @@ import numpy as np
 from trainer.config import ConfigError
 from trainer.data.tokenize import IGNORE_INDEX, encode_dpo_examples, encode_sft_examples
 from trainer.data.validate import load_examples
+from trainer.messages import Message
 
 KIND_FOR_METHOD = {"sft": "sft", "dpo": "preference"}
 
@@ -27,8 +28,9 @@ def _load(entries, skip_invalid: bool, log, method: str, key: str):
         wanted = KIND_FOR_METHOD[method]
         if examples and examples[0].kind != wanted:
             where = f"{key}[{index}]"
-            raise ConfigError([(where, f"{where}: {entry.path} holds {examples[0].kind} rows (format "
-                                       f"{report.format}); method {method} needs {wanted} data")])
+            raise ConfigError([(where, Message("data-kind-mismatch", key=where, path=entry.path,
+                                               kind=Message(f"kind-{examples[0].kind}"), format=report.format,
+                                               method=method, wanted=Message(f"kind-{wanted}")))])
         skipped = f", {report.rows_invalid} invalid rows skipped" if report.rows_invalid else ""
         log(f"data: {entry.path}: format {report.format}, {len(examples)} rows{skipped}")
         loaded.append((entry, examples))

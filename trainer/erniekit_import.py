@@ -15,7 +15,11 @@ import yaml
 
 from models.chat_template import TEMPLATES
 from plumbing.files import atomic_write_text
-from trainer.config import ConfigError, from_dict, read_yaml_mapping, set_key, to_yaml
+from trainer.config import (
+    ConfigError, RunConfig, field_spec, from_dict, read_yaml_mapping, set_key, to_dict, to_yaml,
+)
+from trainer.messages import Message
+from trainer.parallel import GPU_KEYS
 
 # ERNIEKit key -> our key, for values that carry over unchanged (validation checks them later)
 _DIRECT = {
@@ -24,7 +28,6 @@ _DIRECT = {
     "lora_dropout": "finetuning.lora.dropout",
     "rslora": "finetuning.lora.rslora",
     "max_seq_len": "data.max_seq_len",
-    "max_prompt_len": "data.max_prompt_len",
     "num_train_epochs": "optim.num_train_epochs",
     "max_steps": "optim.max_steps",
     "learning_rate": "optim.learning_rate",
@@ -56,6 +59,8 @@ _ERNIEKIT_DEFAULTS = {
     "device": "gpu",
 }
 
+# ERNIEKit's examples run on nodes of 8 GPUs
+GPUS_PER_NODE = 8
 _SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant", "constant_with_warmup": "constant"}
 _PRECISIONS = {"bf16": "bf16", "fp16": "fp16", "float32": "fp32", "fp32": "fp32"}
 
@@ -85,9 +90,10 @@ def _datasets(src: dict, kind: str, dpo: bool, notes: list[str], problems: list)
     if not probs:
         probs = [1.0] * len(paths)
     if (types and len(types) != len(paths)) or len(probs) != len(paths):
-        problems.append((f"{kind}_dataset_path", f"{kind}_dataset_path lists {len(paths)} file(s) but "
-                                                 f"{kind}_dataset_type has {len(types)} and "
-                                                 f"{kind}_dataset_prob {len(probs)}; they must match"))
+        problems.append((f"{kind}_dataset_path", Message("import-dataset-counts", paths_key=f"{kind}_dataset_path",
+                                                         paths=len(paths), types_key=f"{kind}_dataset_type",
+                                                         types=len(types), probs_key=f"{kind}_dataset_prob",
+                                                         probs=len(probs))))
         return []
     entries = []
     for i, path in enumerate(paths):
@@ -98,8 +104,8 @@ def _datasets(src: dict, kind: str, dpo: bool, notes: list[str], problems: list)
             fmt = kind_name
         else:
             fmt = "auto"
-            notes.append(f"{kind}_dataset_type {types[i]!r} for {path} is not an ERNIEKit format we know; "
-                         f"its format is detected from the file (format: auto)")
+            notes.append(Message("import-note-dataset-type", key=f"{kind}_dataset_type", value=repr(types[i]),
+                                 path=str(path)))
         prob = probs[i]
         try:
             prob = float(prob)
@@ -120,16 +126,16 @@ def convert_erniekit(src: dict) -> tuple[dict, list[str], list[str]]:
     defaulted = {k: v for k, v in _ERNIEKIT_DEFAULTS.items() if k not in src}
     if "bf16" in src or "fp16" in src:
         defaulted.pop("compute_type", None)
+    if str(src.get("stage", "SFT")).strip().lower() != "dpo":
+        defaulted.pop("max_prompt_len", None)  # ERNIEKit cuts DPO prompts to it; SFT has no such limit
     if defaulted:
-        notes.append("not in the file, so ERNIEKit's defaults were used: "
-                     + ", ".join(f"{k}={_show(v)}" for k, v in defaulted.items()))
+        notes.append(Message("import-note-defaults", values=", ".join(f"{k}={_show(v)}" for k, v in defaulted.items())))
     src_all = {**defaulted, **src}
 
     stage = str(src_all.get("stage", "SFT")).strip().lower()
     used.add("stage")
     if stage not in ("sft", "dpo"):
-        raise ConfigError([("stage", f"stage: {src_all['stage']!r} cannot be imported; ERNIE Studio runs SFT "
-                                     f"and DPO")])
+        raise ConfigError([("stage", Message("import-stage", key="stage", stage=repr(src_all["stage"])))])
     dpo = stage == "dpo"
     set_key(out, "method", stage)
 
@@ -140,25 +146,29 @@ def convert_erniekit(src: dict) -> tuple[dict, list[str], list[str]]:
     tuning = str(tuning if tuning is not None else "LoRA").strip().lower()
     used.add("fine_tuning")
     if tuning not in ("lora", "full"):
-        problems.append(("fine_tuning", f"fine_tuning: expected LoRA or Full, got {src_all['fine_tuning']!r}"))
+        problems.append(("fine_tuning", Message("import-fine-tuning", key="fine_tuning",
+                                                value=repr(src_all["fine_tuning"]))))
     set_key(out, "finetuning.type", tuning)
 
     for their_key, our_key in _DIRECT.items():
         if their_key in src_all:
             set_key(out, our_key, src_all[their_key])
             used.add(their_key)
+    if "max_prompt_len" in src_all:
+        used.add("max_prompt_len")
+        if dpo:
+            set_key(out, "data.max_prompt_len", src_all["max_prompt_len"])
+        else:
+            notes.append(Message("import-note-prompt-len"))
     if "per_device_train_batch_size" in src_all and "batch_size" in src_all:
         set_key(out, "optim.per_device_batch_size", src_all["batch_size"])
-        notes.append("both batch_size and per_device_train_batch_size are set; batch_size (ERNIEKit's "
-                     "per-GPU batch size) was used")
+        notes.append(Message("import-note-batch-both"))
 
     if "save_total_limit" not in src_all:
-        notes.append("save_total_limit not set: ERNIEKit keeps every checkpoint, ERNIE Studio keeps "
-                     "logging.save_total_limit (2) of them")
+        notes.append(Message("import-note-save-limit", n=field_spec("logging.save_total_limit").default))
     name = src_all.get("model_name_or_path")
     if name is not None:
-        notes.append(f"model.name_or_path is {name!r}: nothing is downloaded here, so it must be a local "
-                     f"checkpoint directory (or a built-in model name) before the run starts")
+        notes.append(Message("import-note-model", name=repr(name)))
 
     if tuning == "lora":
         alpha = src_all.get("lora_alpha", -1)
@@ -167,8 +177,8 @@ def convert_erniekit(src: dict) -> tuple[dict, list[str], list[str]]:
             rank = src_all.get("lora_rank", 8)
             rslora = src_all.get("rslora") is True
             alpha = 4 if rslora else 2 * rank if isinstance(rank, int) else 16
-            rule = "4 with rslora" if rslora else "2 x lora_rank"
-            notes.append(f"lora_alpha not set: ERNIEKit then uses {rule}, so finetuning.lora.alpha is {alpha}")
+            rule = Message("import-rule-rslora" if rslora else "import-rule-rank")
+            notes.append(Message("import-note-lora-alpha", rule=rule, alpha=alpha))
         set_key(out, "finetuning.lora.alpha", alpha)
 
     if "template" in src_all:
@@ -176,7 +186,7 @@ def convert_erniekit(src: dict) -> tuple[dict, list[str], list[str]]:
         if str(src_all["template"]) in TEMPLATES:
             set_key(out, "model.template", str(src_all["template"]))
         else:
-            notes.append(f"template {src_all['template']!r} has no equivalent; model.template is auto")
+            notes.append(Message("import-note-template", template=repr(src_all["template"])))
 
     if "lr_scheduler_type" in src_all:
         used.add("lr_scheduler_type")
@@ -184,17 +194,17 @@ def convert_erniekit(src: dict) -> tuple[dict, list[str], list[str]]:
         if scheduler in _SCHEDULERS:
             set_key(out, "optim.lr_scheduler", _SCHEDULERS[scheduler])
             if scheduler == "constant_with_warmup":
-                notes.append("lr_scheduler_type constant_with_warmup became constant (warmup_steps still apply)")
+                notes.append(Message("import-note-constant"))
         else:
             set_key(out, "optim.lr_scheduler", "cosine")
-            notes.append(f"lr_scheduler_type {scheduler!r} is not supported here; optim.lr_scheduler is cosine")
+            notes.append(Message("import-note-scheduler", value=repr(scheduler)))
 
     if dpo and "loss_type" in src_all:
         used.add("loss_type")
         if src_all["loss_type"] == "sigmoid":
             set_key(out, "dpo.loss_type", "sigmoid")
         else:
-            notes.append(f"loss_type {src_all['loss_type']!r} is not supported here; dpo.loss_type is sigmoid")
+            notes.append(Message("import-note-loss", value=repr(src_all["loss_type"])))
 
     for kind in ("train", "eval"):
         for suffix in ("path", "type", "prob"):
@@ -202,11 +212,11 @@ def convert_erniekit(src: dict) -> tuple[dict, list[str], list[str]]:
         entries = _datasets(src_all, kind, dpo, notes, problems)
         set_key(out, f"data.{kind}", entries)
     if any(not entry["path"].startswith("/") for entry in out["data"]["train"] + out["data"]["eval"]):
-        notes.append("data paths are relative, as in ERNIEKit's examples: they resolve against the directory "
-                     "the run starts in; make them absolute or add the files as datasets in the studio")
+        notes.append(Message("import-note-relative"))
 
     _evaluation(src_all, out, used, notes)
     _precision_and_device(src_all, out, used, notes)
+    _gpu_settings(src_all, out, used, notes)
 
     if src_all.get("save_strategy", "steps") == "steps":
         used.add("save_strategy")
@@ -229,19 +239,17 @@ def _evaluation(src: dict, out: dict, used: set, notes: list[str]) -> None:
         used.add("evaluation_strategy")
         set_key(out, "logging.eval_steps", 0)
         if out["data"]["eval"]:
-            notes.append("evaluation is off in the file (do_eval / evaluation_strategy); the eval files are "
-                         "kept in data.eval and logging.eval_steps is 0")
+            notes.append(Message("import-note-eval-off"))
         return
     if strategy == "steps":
         used.add("evaluation_strategy")
         set_key(out, "logging.eval_steps", src.get("eval_steps", src.get("logging_steps", 500)))
     else:
         set_key(out, "logging.eval_steps", 0)
-        notes.append(f"evaluation_strategy {strategy!r} is not supported here (evaluation runs every "
-                     f"logging.eval_steps steps); logging.eval_steps is 0")
+        notes.append(Message("import-note-eval-strategy", value=repr(strategy)))
     if not out["data"]["eval"] and out["logging"]["eval_steps"]:
         set_key(out, "logging.eval_steps", 0)
-        notes.append("evaluation is on but no eval_dataset_path is given; logging.eval_steps is 0")
+        notes.append(Message("import-note-eval-no-data"))
 
 
 def _precision_and_device(src: dict, out: dict, used: set, notes: list[str]) -> None:
@@ -256,8 +264,7 @@ def _precision_and_device(src: dict, out: dict, used: set, notes: list[str]) -> 
             precision = _PRECISIONS[compute]
             used.add("compute_type")
         else:
-            notes.append(f"compute_type {compute!r} (quantised training) is not supported here; precision is "
-                         f"bf16 on GPU")
+            notes.append(Message("import-note-compute", value=repr(compute)))
             precision = "bf16"
     used.update({"bf16", "fp16"})
 
@@ -265,18 +272,91 @@ def _precision_and_device(src: dict, out: dict, used: set, notes: list[str]) -> 
     if device in ("gpu", "cpu"):
         used.add("device")
     else:
-        notes.append(f"device {device!r} is not supported here; devices.device is gpu")
+        notes.append(Message("import-note-device", value=repr(device)))
         device = "gpu"
     set_key(out, "devices.device", device)
     if device == "gpu":
-        set_key(out, "devices.gpu_ids", "0")
-        notes.append("ERNIEKit takes its GPUs from CUDA_VISIBLE_DEVICES, not from the file: devices.gpu_ids is "
-                     "0 with one process; set devices.gpu_ids and devices.nproc to the GPUs you train on "
-                     "(or devices.device=cpu precision=fp32 for a CPU run)")
+        _processes(src, out, notes)
     elif precision != "fp32":
-        notes.append(f"{precision} needs a GPU; precision is fp32 for this cpu run")
+        notes.append(Message("import-note-precision-cpu", precision=precision))
         precision = "fp32"
     set_key(out, "precision", precision)
+
+
+# ERNIEKit's GPU-scale keys -> ours, where the value carries over unchanged
+_GPU_DIRECT = {
+    "tensor_parallel_degree": "gpu.tensor_parallel_degree",
+    "pipeline_parallel_degree": "gpu.pipeline_parallel_degree",
+    "sharding_parallel_degree": "gpu.sharding_parallel_degree",
+    "expert_parallel_degree": "gpu.expert_parallel_degree",
+    "recompute": "gpu.recompute",
+}
+# both of ERNIEKit's ways of keeping the optimizer state in CPU memory
+_OFFLOAD_KEYS = ("offload_optim", "tensorwise_offload_optimizer")
+_STAGES = ("stage1", "stage2", "stage3")
+
+
+def _degree(src: dict, key: str) -> int:
+    value = src.get(key, 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+def _processes(src: dict, out: dict, notes: list) -> None:
+    """One process per GPU, as many as the parallel degrees need (ERNIEKit takes its GPUs from
+    CUDA_VISIBLE_DEVICES, not from the file): up to 8 on one node, whole nodes of 8 beyond."""
+    tensor, pipeline = _degree(src, "tensor_parallel_degree"), _degree(src, "pipeline_parallel_degree")
+    sharding = _degree(src, "sharding_parallel_degree")
+    needed = tensor * pipeline * sharding
+    if needed <= 1:
+        set_key(out, "devices.gpu_ids", "0")
+        notes.append(Message("import-note-gpu"))
+        return
+    nproc = min(needed, GPUS_PER_NODE)
+    ids = ",".join(str(i) for i in range(nproc))
+    set_key(out, "devices.nproc", nproc)
+    set_key(out, "devices.gpu_ids", ids)
+    shown = dict(tensor=tensor, pipeline=pipeline, sharding=sharding, n=needed, nproc=nproc, ids=ids)
+    if needed <= GPUS_PER_NODE:
+        notes.append(Message("import-note-gpu-layout", **shown))
+        return
+    nnodes = -(-needed // GPUS_PER_NODE)
+    set_key(out, "devices.nnodes", nnodes)
+    notes.append(Message("import-note-gpu-nodes", nnodes=nnodes, **shown))
+
+
+def _gpu_settings(src: dict, out: dict, used: set, notes: list) -> None:
+    """The parallel degrees, sharding stage, recompute and optimizer offload (the `gpu` section);
+    a cpu run leaves them out."""
+    gpu: dict = {}
+    for their_key, our_key in _GPU_DIRECT.items():
+        if their_key in src:
+            gpu[our_key] = src[their_key]
+    if "sharding" in src:
+        words = str(src["sharding"] or "").split()
+        stage = next((word for word in words if word in _STAGES), "none")
+        gpu["gpu.sharding"] = stage
+        if "offload" in words:
+            notes.append(Message("import-note-sharding-offload", key="sharding", value=repr(src["sharding"]), stage=stage))
+        elif words and stage == "none":
+            notes.append(Message("import-note-sharding-unknown", key="sharding", value=repr(src["sharding"])))
+    offload = [key for key in _OFFLOAD_KEYS if key in src]
+    if offload:
+        gpu["gpu.offload_optimizer"] = any(src[key] is True for key in offload)
+    granularity = src.get("recompute_granularity")
+    if src.get("recompute") is True and granularity not in (None, "full"):
+        notes.append(Message("import-note-recompute", value=repr(granularity)))
+    # paddleformers' default moe_group for ERNIE 4.5: experts over the tensor-parallel group
+    if src.get("moe_group") in ("mp", "ep"):
+        used.add("moe_group")
+    used.update({*_GPU_DIRECT, "sharding", *_OFFLOAD_KEYS, "recompute_granularity"} & set(src))
+    gpu = {key: gpu[key] for key in GPU_KEYS if key in gpu}
+    if out["devices"]["device"] == "cpu":
+        changed = [key for key, value in gpu.items() if value != field_spec(key).default]
+        if changed:
+            notes.append(Message("import-note-gpu-cpu", keys=", ".join(changed)))
+        return
+    for key, value in gpu.items():
+        set_key(out, key, value)
 
 
 def import_erniekit(path: str) -> tuple[dict, list[str], list[str]]:
@@ -293,15 +373,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUT.yaml", help="run config to write")
 
 
+def _over_defaults(data: dict) -> dict:
+    """The imported settings over the schema's defaults, in schema order."""
+    def overlay(base: dict, extra: dict) -> dict:
+        for key, value in extra.items():
+            base[key] = overlay(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+                else value
+        return base
+
+    return overlay(to_dict(RunConfig()), data)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         data, unmapped, notes = import_erniekit(args.file)
-        cfg = from_dict(data)
+        text = to_yaml(from_dict(data, local=False))
     except ConfigError as exc:
-        exc.source = exc.source or args.file
-        print(f"cannot import: {exc}", file=sys.stderr)
-        return 1
-    atomic_write_text(args.output, to_yaml(cfg))
+        # Only the devices a multi-node run spans are the user's to fill in (its first node's
+        # address); anything else wrong means the ERNIEKit file itself is.
+        if not all(key.startswith("devices.") for key, _ in exc.problems):
+            exc.source = exc.source or args.file
+            print(f"cannot import: {exc}", file=sys.stderr)
+            return 1
+        text = yaml.safe_dump(_over_defaults(data), sort_keys=False, allow_unicode=True, default_flow_style=False)
+    atomic_write_text(args.output, text)
     print(f"wrote {args.output}")
     if unmapped:
         print(f"\n{len(unmapped)} ERNIEKit key(s) with no equivalent here (not imported):")
@@ -311,6 +406,12 @@ def run(args: argparse.Namespace) -> int:
         print("\nnotes:")
         for note in notes:
             print(f"  - {note}")
+    try:
+        from_dict(data)
+    except ConfigError as exc:
+        print(f"\nto do before it runs on this machine ({len(exc.problems)}):")
+        for _, message in exc.problems:
+            print(f"  - {message}")
     return 0
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from models.checkpoints import ModelNotFound, adapter_base, copy_tokenizer_files, is_adapter, save_model, staged
+from models.checkpoints import (
+    ModelNotFound, adapter_base, copy_tokenizer_files, is_adapter, save_model, staged, stored_dtype,
+)
 from trainer.jobfiles import COMPLETED, JobPaths, read_status
 
 
@@ -20,7 +22,8 @@ class ExportError(Exception):
 
 
 def load_merged(adapter_dir: Path):
-    """The base model with the adapter in `adapter_dir` merged in, as a plain model."""
+    """The base model with the adapter in `adapter_dir` merged in, as a plain model with the base's
+    layers, in the precision the base is stored in."""
     from models.loader import load_checkpoint
 
     try:
@@ -28,8 +31,30 @@ def load_merged(adapter_dir: Path):
     except ModelNotFound as exc:
         raise ExportError(str(exc)) from exc
     lora_model, _ = load_checkpoint(str(adapter_dir))
+    without_bias = {name for name, layer in lora_model.model.named_sublayers() if getattr(layer, "bias", 0) is None}
     lora_model.merge()
-    return lora_model.restore_original_model(), base_dir
+    model = lora_model.restore_original_model()
+    # paddleformers restores each adapted layer as a new Linear, with a zero bias the base never had
+    for name, layer in model.named_sublayers():
+        if name in without_bias:
+            layer.bias = None
+    cast_for_storage(model, stored_dtype(base_dir))
+    return model, base_dir
+
+
+def cast_for_storage(model, dtype: str) -> None:
+    """Store the merged weights in `dtype` (the base's precision; the merge itself runs in fp32),
+    except the parameters paddleformers keeps in fp32 (the router's)."""
+    import paddle
+
+    if dtype == "float32":
+        return
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    with paddle.no_grad():
+        for layer_path, layer in model.named_sublayers(include_self=True):
+            for name, parameter in layer.named_parameters(include_sublayers=False):
+                if parameter.dtype == paddle.float32 and not any(k in f"{layer_path}.{name}" for k in keep):
+                    layer._transform(parameter, None, dtype, None)  # in place, as Layer.to casts
 
 
 def export(job_dir: Path, merge: bool = True, out_dir: Path | None = None) -> Path:

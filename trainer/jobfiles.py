@@ -8,7 +8,7 @@ cooperative stop request (a STOP file beside SIGTERM). It must stay importable w
 
 status.json keys (times are Unix seconds): state, step, total_steps, started, ended, error, updated
 (set on every write); from the launcher (trainer/jobs.py): launched, pid, pgid, launcher_pid,
-launcher_create_time, launch_token, exit_code, stop_requested, stop_deadline, stop_grace_s.
+launcher_create_time, launch_token, resumed, exit_code, stop_requested, stop_deadline, stop_grace_s.
 
 Trainer side of the protocol:
 - install the SIGTERM handler first thing, and if `stop_requested()` is already true at start-up,
@@ -101,6 +101,12 @@ class JobPaths:
     def launch_logs(self) -> Path:
         """Per-rank logs of a multi-process run (paddle.distributed.launch --log_dir)."""
         return self.dir / "launch_logs"
+
+    def node_launch_logs(self, node_rank: int) -> Path:
+        """The launcher's log directory on node `node_rank` of a multi-node job: launch_logs/ on the
+        first node, launch_logs/node-<rank>/ on the others, so nodes sharing the job directory (a
+        shared filesystem, or two launches on one machine) never write the same workerlog.N."""
+        return self.launch_logs if node_rank == 0 else self.launch_logs / f"node-{node_rank}"
 
     @property
     def base_model(self) -> Path:

@@ -92,7 +92,7 @@ class JobStateError(JobError):
 # status.json of a job about to be launched again: queued, with nothing left of its last launch.
 _REQUEUED = dict(state=QUEUED, launched=None, pid=None, pgid=None, launcher_pid=None, launcher_create_time=None,
                  launch_token=None, exit_code=None, ended=None, error=None, stop_requested=None,
-                 stop_deadline=None)
+                 stop_deadline=None, resumed=None)
 
 TrainerArgv = Callable[[JobPaths, dict, bool], Sequence[str]]
 
@@ -102,7 +102,8 @@ def default_trainer_argv(paths: JobPaths, config: dict, resume: bool) -> list[st
     `paddle.distributed.launch` when the config asks for more than one process."""
     from trainer.config import command_preview, from_dict
 
-    return command_preview(from_dict(config), paths.config, paths.dir, resume=resume)
+    # the trainer checks the config against the machine itself as it starts (trainer/cli.py)
+    return command_preview(from_dict(config, local=False), paths.config, paths.dir, resume=resume)
 
 
 def validate_job_id(job_id: Any) -> str:
@@ -373,6 +374,7 @@ class JobStore:
         status = jobfiles.write_status(
             paths.dir, launched=time.time(), pid=pid, pgid=pgid, launcher_pid=pid,
             launcher_create_time=processes.create_time(pid), launch_token=token,
+            resumed=resume,  # the other nodes of a multi-node job must resume too (trainer/nodes.py)
         )
         self._mirror(job_id, status)
         with self._lock:
@@ -519,7 +521,8 @@ class JobStore:
     def request_stop(self, job_id: str, grace_s: float = 30.0) -> Job:
         """Ask the job to stop and return at once; a later `refresh`/`reap` enforces `grace_s`.
 
-        A queued job that was never launched becomes `stopped` straight away; a finished job is
+        A queued job that was never launched becomes `stopped` straight away, and so does one
+        launched whose trainer has not reported running (`_end_unstarted`); a finished job is
         returned unchanged, so a second click on Stop is harmless. A second request can only
         shorten the deadline.
         """
@@ -532,6 +535,8 @@ class JobStore:
                 self._mirror(job_id, status)
                 return self._job(self._row(job_id), status)
             return job
+        if job.state == QUEUED:
+            return self._end_unstarted(job)
         jobfiles.request_stop(paths.dir)
         now = time.time()
 
@@ -548,6 +553,25 @@ class JobStore:
         processes.terminate(status)
         self._mirror(job_id, status)
         return self._job(self._row(job_id), status)
+
+    def _end_unstarted(self, job: Job) -> Job:
+        """Stop a launch whose trainer has not reported running yet, such as a multi-node launch
+        waiting for its other nodes: it has no step to finish, so it is killed at once and marked
+        stopped. (SIGTERMed while it waits, paddle's launcher exits with 15 and no final state, and
+        was seen to hang.) The STOP file makes a trainer that is starting right now stop at once."""
+        jobfiles.request_stop(job.job_dir)
+        status = jobfiles.read_status(job.job_dir)
+        processes.kill_all(status)
+        processes.wait_gone(status, timeout_s=5.0)
+
+        def change(current: dict) -> dict | None:
+            if not _is_launched_live(current):
+                return None
+            return {"state": STOPPED, "ended": time.time(), "exit_code": self._exit_code(job.id)}
+
+        status = jobfiles.update_status(job.job_dir, change)
+        self._mirror(job.id, status)
+        return self._job(self._row(job.id), status)
 
     def stop_job(self, job_id: str, grace_s: float = 30.0) -> Job:
         """Stop the job and wait: SIGTERM, then after `grace_s` SIGKILL every process of the launch left."""

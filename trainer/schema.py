@@ -53,7 +53,8 @@ class DatasetEntry:
 
 @dataclass
 class ModelSection:
-    name_or_path: str = _opt("ernie-4.5-tiny-moe", "A built-in model name or a local checkpoint directory.",
+    name_or_path: str = _opt("ernie-4.5-tiny-moe", "A built-in model name, a local checkpoint directory, or a "
+                             "hub repo id (owner/name), downloaded first with Download.",
                              label="Model")
     template: str = _opt("auto", "Chat template: auto keeps the model's own; ernie is ERNIE 4.5's thinking "
                          "format (<think> reasoning, then the answer); ernie_nothink the plain one. The "
@@ -135,7 +136,9 @@ class DataSection:
     eval_split: float = _opt(0.0, "Fraction of the training data held out for evaluation when no "
                              "evaluation files are given.", minimum=0, maximum=0.5, max_exclusive=True)
     max_seq_len: int = _opt(1024, "Longest training sequence in tokens (prompt and answer).", minimum=16)
-    max_prompt_len: int = _opt(512, "Longest prompt in tokens; must be below max_seq_len.", minimum=8)
+    max_prompt_len: int = _opt(512, "Longest prompt of a preference pair in tokens; must be below max_seq_len. "
+                               "DPO only: SFT rows are limited by max_seq_len alone.", minimum=8,
+                               depends_on=("method", "dpo"))
     truncation: str = _opt("drop_oldest_turns", "What to do with a row longer than max_seq_len.",
                            choices=("drop_oldest_turns", "truncate_end", "skip_row"), advanced=True)
     skip_invalid: bool = _opt(False, "Skip rows that fail validation instead of refusing the file.",
@@ -177,9 +180,48 @@ class DevicesSection:
                         label="GPU ids", depends_on=("devices.device", "gpu"), normalize=_id_list_text)
     nproc: int = _opt(1, "Processes per node (data-parallel ranks); on CPU several ranks share the CPU.",
                       label="Processes per node", minimum=1)
-    nnodes: int = _opt(1, "Number of machines.", label="Nodes", minimum=1, advanced=True)
-    master: str = _opt("", "host:port of the first node; required when nnodes > 1.", label="Master address",
-                       advanced=True)
+    nnodes: int = _opt(1, "Number of machines; this one is node 0, and the studio shows the command each other "
+                          "node runs.", label="Nodes", minimum=1, advanced=True)
+    master: str = _opt("", "host:port of this machine (node 0) that the other nodes can reach; required when "
+                           "nnodes > 1.", label="Master address", advanced=True)
+
+
+_GPU_ONLY = " GPU runs only."
+
+
+@dataclass
+class GpuSection:
+    """How a model too large for one GPU is spread over several (paddleformers' hybrid parallelism),
+    and what trades speed for GPU memory. The degrees multiply: tensor x pipeline x sharding (x plain
+    data parallelism for the rest) covers every process of the run."""
+
+    tensor_parallel_degree: int = _opt(1, "Tensor parallelism: each layer's weight matrices are split across this "
+                                       "many GPUs, which work on every token together (fast links needed: keep it "
+                                       "within a node); 1 turns it off. Must divide the attention heads."
+                                       + _GPU_ONLY, label="Tensor-parallel degree", minimum=1, advanced=True)
+    pipeline_parallel_degree: int = _opt(1, "Pipeline parallelism: the layers are cut into this many stages, each on "
+                                         "its own GPUs, and micro-batches flow through them; 1 turns it off."
+                                         + _GPU_ONLY, label="Pipeline-parallel degree", minimum=1, advanced=True)
+    sharding: str = _opt("none", "Sharded data parallelism (ZeRO): stage1 splits the optimizer state across the "
+                         "sharding GPUs, stage2 the gradients too, stage3 the weights too; none keeps a full copy "
+                         "on every data-parallel GPU. Has no effect with one process." + _GPU_ONLY,
+                         label="Sharding stage", choices=("none", "stage1", "stage2", "stage3"), advanced=True)
+    sharding_parallel_degree: int = _opt(-1, "GPUs one sharding group spans; -1 uses every process left after tensor "
+                                         "and pipeline parallelism, a smaller number leaves plain data parallelism "
+                                         "between the groups." + _GPU_ONLY, label="Sharding degree",
+                                         minimum=-1, advanced=True)
+    expert_parallel_degree: int = _opt(1, "Expert parallelism: the routed experts of each MoE layer are divided "
+                                       "across this many GPUs, tokens travel to their experts; 1 keeps every "
+                                       "expert on every GPU. MoE models only; paddleformers needs sharding over "
+                                       "the same GPUs (no plain data parallelism)." + _GPU_ONLY,
+                                       label="Expert-parallel degree", minimum=1, advanced=True)
+    recompute: bool = _opt(False, "Recompute each decoder layer's activations during the backward pass instead of "
+                           "keeping them: much less GPU memory for long sequences, about a third more compute."
+                           + _GPU_ONLY, label="Recompute activations", advanced=True)
+    offload_optimizer: bool = _opt(False, "Keep the optimizer state in CPU memory and bring it to the GPU only for "
+                                   "the update: less GPU memory, slower steps. Not with plain data parallelism "
+                                   "(combine it with sharding)." + _GPU_ONLY, label="Offload optimizer to CPU",
+                                   advanced=True)
 
 
 @dataclass
@@ -202,6 +244,7 @@ class RunConfig:
                           choices=("fp32", "bf16", "fp16"))
     logging: LoggingSection = field(default_factory=LoggingSection)
     devices: DevicesSection = field(default_factory=DevicesSection)
+    gpu: GpuSection = field(default_factory=GpuSection)
     output: OutputSection = field(default_factory=OutputSection)
 
 
@@ -228,7 +271,8 @@ class FieldSpec:
 
 
 # the UI's form groups; a key not listed here is grouped by its first part
-_GROUPS = {"method": "method", "finetuning": "method", "dpo": "method", "precision": "optim", "moe": "moe"}
+_GROUPS = {"method": "method", "finetuning": "method", "dpo": "method", "precision": "optim", "moe": "moe",
+           "gpu": "devices"}
 
 _TYPE_NAMES = {str: "str", int: "int", float: "float", bool: "bool", list[str]: "list[str]",
                list[DatasetEntry]: "datasets"}

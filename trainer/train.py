@@ -19,13 +19,16 @@ import traceback
 from pathlib import Path
 
 from models.checkpoints import (
-    copy_tokenizer_files, is_adapter, publish, remove_save_leftovers, staged, staging_dir, write_adapter_info,
+    ModelNotFound, carry_config_keys, copy_tokenizer_files, is_adapter, publish, remove_save_leftovers, staged,
+    staging_dir, write_adapter_info,
 )
 from plumbing.files import atomic_write_text
 from trainer.config import ConfigError, RunConfig
 from trainer.jobfiles import (
     COMPLETED, FAILED, RUNNING, STOPPED, JobPaths, checkpoint_step, read_status, stop_requested, write_status,
 )
+from trainer.parallel import model_config_overrides, uses_model_parallelism
+from trainer.parallel import training_arguments as parallel_training_arguments
 
 
 
@@ -53,33 +56,58 @@ def frozen_experts(cfg: RunConfig) -> list[str]:
     return {"all": [], "shared": [ROUTED_EXPERTS], "none": [ROUTED_EXPERTS, SHARED_EXPERTS]}[cfg.moe.train_experts]
 
 
-def lora_target_patterns(model, targets: list[str], exclude: list[str] = ()) -> list[str]:
-    """Regexes for LoRAModel; plain names match a module's last name part. Layers matching an
-    `exclude` pattern get no adapter. Every target must hit at least one linear layer, or the
-    config is wrong."""
-    import paddle.nn as nn
+def layer_name(path: str) -> str:
+    """A layer's own name: the last part of its path that is not a list index (`qkv_proj` of
+    `...self_attn.qkv_proj`, `mtp_linear_proj` of `model.mtp_linear_proj.0`)."""
+    return next((part for part in reversed(path.split(".")) if not part.isdigit()), path)
 
-    linear_names = [name for name, layer in model.named_sublayers() if isinstance(layer, nn.Linear)
-                    and not name.endswith(".gate") and not any(re.fullmatch(p, name) for p in exclude)]
-    short_names = sorted({name.rsplit(".", 1)[-1] for name in linear_names})
+
+def lora_target_patterns(model, targets: list[str], exclude: list[str] = ()) -> list[str]:
+    """Regexes for LoRAModel; a plain name matches layers by `layer_name`. Layers matching an
+    `exclude` pattern get no adapter, nor does the multi-token-prediction layer, which is carried
+    through unchanged (models/mtp.py). Every target must hit at least one linear layer, or the
+    config is wrong. Under tensor parallelism the linear layers are paddle's column- and
+    row-parallel ones, which paddleformers' LoRA adapts as well."""
+    import paddle.nn as nn
+    from paddleformers.transformers import linear_utils
+
+    linear = (nn.Linear, linear_utils.ColumnParallelLinear, linear_utils.RowParallelLinear,
+              linear_utils.ColumnSequenceParallelLinear, linear_utils.RowSequenceParallelLinear)
+    return target_patterns([name for name, layer in model.named_sublayers() if isinstance(layer, linear)],
+                           targets, exclude)
+
+
+def target_patterns(linear_layers: list[str], targets: list[str], exclude: list[str] = ()) -> list[str]:
+    """`lora_target_patterns` for a model given by the names of its linear layers (the memory
+    estimate lists them from config.json)."""
+    from models.mtp import MTP_MODULES
+
+    all_linear = [name for name in linear_layers if not name.endswith(".gate")]
+    skipped = [*exclude, MTP_MODULES]
+    linear_names = [name for name in all_linear if not any(re.fullmatch(p, name) for p in skipped)]
+    short_names = sorted({layer_name(name) for name in linear_names})
     if "all-linear" in targets:
         targets = [t for t in targets if t != "all-linear"] + short_names
-    skip = "".join(f"(?!{p})" for p in exclude)
+    skip = "".join(f"(?!{p})" for p in skipped)
     patterns = []
     for target in dict.fromkeys(targets):
-        pattern = rf".*\.{re.escape(target)}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", target) else target
+        plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", target)
+        pattern = rf".*\.{re.escape(target)}(?:\.\d+)*" if plain else target
         try:
             matched = any(re.fullmatch(pattern, name) for name in linear_names)
         except re.error as exc:
             raise ConfigError([("finetuning.lora.target_modules", f"{target!r} is not a valid pattern: {exc}")])
         if not matched:
-            left_out = " (moe.train_experts leaves expert layers without adapters)" if exclude else ""
+            if any(re.fullmatch(pattern, name) and re.fullmatch(MTP_MODULES, name) for name in all_linear):
+                left_out = " (the multi-token-prediction layer is carried through unchanged, without adapters)"
+            else:
+                left_out = " (moe.train_experts leaves expert layers without adapters)" if exclude else ""
             raise ConfigError([(
                 "finetuning.lora.target_modules",
                 f"{target!r} matches no linear layer of this model{left_out}; its linear layers are named "
                 f"{', '.join(short_names)}",
             )])
-        patterns.append(f"{skip}(?:{pattern})" if skip else pattern)
+        patterns.append(f"{skip}(?:{pattern})")
     return patterns
 
 
@@ -115,12 +143,17 @@ def freeze_moe_parts(cfg: RunConfig, model) -> None:
             parameter.stop_gradient = True
 
 
-def build_model(cfg: RunConfig, model_dir: Path, dtype: str):
+def build_model(cfg: RunConfig, model_dir: Path, dtype: str, parallel_args=None):
+    """The model to train, LoRA-wrapped or with its frozen parts fixed. `parallel_args`: the
+    TrainingArguments of a model-parallel run, made first (trainer/parallel.py)."""
     from paddleformers.peft import LoRAConfig, LoRAModel
 
     from models.loader import load_model
+    from models.mtp import carried_layers
 
-    model = load_model(model_dir, dtype=dtype, config_overrides=moe_overrides(cfg, model_dir))
+    overrides = {**moe_overrides(cfg, model_dir), **model_config_overrides(cfg.gpu, parallel_args)}
+    model = load_model(model_dir, dtype=dtype, config_overrides=overrides,
+                       pipeline=cfg.gpu.pipeline_parallel_degree > 1)
     if cfg.finetuning.type == "lora":
         lora = cfg.finetuning.lora
         lora_config = LoRAConfig(
@@ -140,6 +173,9 @@ def build_model(cfg: RunConfig, model_dir: Path, dtype: str):
     trainable = sum(p.numel().item() for p in model.parameters() if not p.stop_gradient)
     total = sum(p.numel().item() for p in model.parameters())
     log(f"model: {model_dir} ({cfg.finetuning.type}); trainable parameters {trainable:,} of {total:,}")
+    if carried_layers(model):
+        log(f"model: its {carried_layers(model)} multi-token-prediction layer(s) are carried through unchanged "
+            "(frozen, no adapters; see docs/real_models.md)")
     return model
 
 
@@ -195,7 +231,7 @@ def training_arguments(cfg: RunConfig, paths: JobPaths, dtype: str, has_eval: bo
         dataloader_num_workers=0,
         remove_unused_columns=False,
         overwrite_output_dir=True,
-        sharding="",
+        **parallel_training_arguments(cfg.gpu),
     )
 
 
@@ -214,6 +250,7 @@ def save_output(cfg: RunConfig, trainer, model_dir: Path, out_dir: Path, is_main
         return
     remove_save_leftovers(staging)
     (staging / "training_args.bin").unlink(missing_ok=True)
+    carry_config_keys(staging, model_dir)
     copy_tokenizer_files(model_dir, staging)
     if cfg.model.template != "auto":
         ship_template(staging / "tokenizer_config.json", cfg.model.template)
@@ -240,6 +277,8 @@ def studio_trainer_class(method: str = "sft"):
     from paddleformers.cli.train.dpo.dpo_trainer import DPOTrainer
     from paddleformers.trainer import Trainer
 
+    from models.mtp import checkpoint_layout
+
     if not hasattr(trainer_module, "GPTModel"):
         # paddleformers 1.2.0's evaluation_loop tests isinstance(model.model, GPTModel), a name it only
         # imports with paddlefleet installed: evaluating a LoRA model raises NameError without this.
@@ -253,6 +292,11 @@ def studio_trainer_class(method: str = "sft"):
         def training_step(self, model, inputs, *args, **kwargs):
             self.token_counter.add(inputs["input_ids"])
             return super().training_step(model, inputs, *args, **kwargs)
+
+        # Checkpoints and the output record a carried multi-token-prediction layer as the base has it.
+        def _save(self, *args, **kwargs):
+            with checkpoint_layout(self.model):
+                return super()._save(*args, **kwargs)
 
         if method == "sft":
             def compute_loss(self, model, inputs, return_outputs=False):
@@ -269,11 +313,10 @@ def studio_trainer_class(method: str = "sft"):
                 return super().log(logs, **kwargs)
 
             def _wrap_ref_model(self, model):
-                # The reference model only runs forward passes, whole on every data-parallel rank;
-                # paddleformers wraps it for pipeline and tensor parallelism, which studio runs do
-                # not use (and its fleet.distributed_model needs fleet.init, which a one-process
-                # run never calls).
-                return model
+                # The reference model only runs forward passes; paddleformers wraps it for pipeline
+                # and tensor parallelism, but its fleet.distributed_model needs fleet.init, which a
+                # run without hybrid parallelism never calls: there it stays whole on every rank.
+                return super()._wrap_ref_model(model) if self.args.use_hybrid_parallel else model
 
     return StudioTrainer
 
@@ -315,7 +358,7 @@ class FailingCollateGuard:
             os._exit(1)
 
 
-def dpo_setup(cfg: RunConfig, model, model_dir: Path, dtype: str) -> dict:
+def dpo_setup(cfg: RunConfig, model, model_dir: Path, dtype: str, parallel_args=None) -> dict:
     """DPOTrainer's extra arguments: its config (sigmoid loss, beta) and the reference model, which
     for LoRA is the policy with its adapter switched off and for full DPO a frozen copy of the start."""
     from paddleformers.cli.train.dpo.dpo_argument import DPOConfig
@@ -327,7 +370,8 @@ def dpo_setup(cfg: RunConfig, model, model_dir: Path, dtype: str) -> dict:
     model.config.dpo_config = dpo_config
     reference = None
     if not lora:
-        reference = load_model(model_dir, dtype=dtype)
+        reference = load_model(model_dir, dtype=dtype, pipeline=cfg.gpu.pipeline_parallel_degree > 1,
+                               config_overrides=model_config_overrides(cfg.gpu, parallel_args))
         reference.eval()
         for parameter in reference.parameters():
             parameter.stop_gradient = True
@@ -381,10 +425,16 @@ def train(cfg: RunConfig, paths: JobPaths, resume: bool, stop) -> str:
     tokenizer = load_tokenizer(model_dir)
     use_template(tokenizer, cfg.model.template)
     train_features, eval_features = build_datasets(cfg, tokenizer, log=log)
-    model = build_model(cfg, model_dir, dtype)
-    args = training_arguments(cfg, paths, dtype, bool(eval_features))
+    # Model parallelism splits the layers as they are built, inside the process groups that
+    # paddleformers' TrainingArguments set up; otherwise every rank loads the whole model first
+    # (models/loader.py: rank_local_loading needs the groups not to exist yet).
+    parallel_args = training_arguments(cfg, paths, dtype, bool(eval_features)) \
+        if uses_model_parallelism(cfg.gpu) else None
+    model = build_model(cfg, model_dir, dtype, parallel_args)
+    args = parallel_args if parallel_args is not None else \
+        training_arguments(cfg, paths, dtype, bool(eval_features))
     if cfg.method == "dpo":
-        extra = dpo_setup(cfg, model, model_dir, dtype)
+        extra = dpo_setup(cfg, model, model_dir, dtype, parallel_args)
         collator = PreferenceCollator(tokenizer, bool(model.config.use_filtered_label_loss))
     else:
         extra, collator = {}, Collator(tokenizer.pad_token_id, with_lengths=cfg.moe.token_balanced_loss)
@@ -445,7 +495,11 @@ def run(cfg: RunConfig, job_dir: Path, resume: bool = False) -> int:
     try:
         state = train(cfg, paths, resume, stop)
     except Exception as exc:  # every failure must reach status.json with its message
-        traceback.print_exc()
+        if isinstance(exc, (ConfigError, ModelNotFound)):
+            # a refusal that names its reason; where in the code it was raised tells the user nothing
+            print(f"[studio] {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        else:
+            traceback.print_exc()
         if is_main:
             write_status(paths.dir, state=FAILED, ended=time.time(), error=f"{type(exc).__name__}: {exc}")
         return 1

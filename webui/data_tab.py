@@ -29,7 +29,7 @@ from webui import first_run
 from webui.dataset_store import Dataset, DatasetError, count_tokens, human_size, preview_rows
 from webui.form import ENTRY_COLUMNS, ENTRY_DEFAULTS, Form, StoredNames, from_widget, to_widget
 from webui.form import BY_KEY as FORM_SPECS
-from webui.i18n import Phrase, both, said, t
+from webui.i18n import Phrase, both, message_text, said, t
 from webui.views import TabViews
 
 PAGE_SIZE = 10
@@ -228,22 +228,24 @@ def preview_frame(dataset: Dataset, page: int, lang: str) -> pd.DataFrame:
                          *(_cut(a) for a in answers)])
         else:
             raw = item["raw"]
-            shown = (raw.text or raw.message) if isinstance(raw, BadRecord) else str(raw)
-            problems = _cut("; ".join(item["issues"]))
+            shown = (raw.text or message_text(raw.message, lang)) if isinstance(raw, BadRecord) else str(raw)
+            problems = _cut("; ".join((f"{issue.field}: " if issue.field else "") + message_text(issue.message, lang)
+                                      for issue in item["issues"]))
             rows.append([item["line"], "✗", "", _cut(shown), problems, *([""] * (len(replies) - 1))])
     return pd.DataFrame(rows, columns=cols)
 
 
 def errors_frame(dataset: Dataset, meta: dict, lang: str) -> pd.DataFrame:
     cols = [t(f"msg-col-{c}", lang) for c in ("file", "line", "field", "problem")]
-    rows = [[dataset.name, issue.get("line") or "", issue.get("field") or "", issue.get("message", "")]
+    rows = [[dataset.name, issue.get("line") or "", issue.get("field") or "", message_text(issue, lang)]
             for issue in meta.get("issues", [])]
     return pd.DataFrame(rows, columns=cols)
 
 
 def summary_text(dataset: Dataset, meta: dict, lang: str) -> str:
     if meta.get("error") and not meta.get("format"):
-        return t("msg-data-unreadable", lang, name=dataset.name, error=meta["error"].splitlines()[0])
+        error = message_text({"message": meta["error"], "i18n": meta.get("error_i18n")}, lang)
+        return t("msg-data-unreadable", lang, name=dataset.name, error=error.splitlines()[0])
     how = t("msg-data-detected", lang)
     key = "msg-data-summary-ok" if meta.get("ok") else "msg-data-summary-bad"
     return t(key, lang, name=dataset.name, format=meta.get("format"), kind=meta.get("kind"), how=how,
@@ -349,7 +351,7 @@ def token_stats(ctx: StudioContext, dataset_id: str | None, model: str, max_len:
     try:
         tokens = count_tokens(ctx.datasets, dataset, model, max_len, python=ctx.python)
     except DatasetError as e:
-        yield Tokens(base + "\n\n" + t("msg-data-tokens-failed", lang, error=str(e)), histogram_frame(None))
+        yield Tokens(base + "\n\n" + t("msg-data-tokens-failed", lang, error=e.text(lang)), histogram_frame(None))
         return
     yield Tokens(base + "\n\n" + tokens_text(tokens, model, lang), histogram_update(tokens))
 
@@ -362,7 +364,8 @@ def store_uploads(ctx: StudioContext, files: list[str] | None, lang: str) -> Sto
         try:
             dataset = ctx.datasets.add(path, original)
         except (DatasetError, OSError) as e:
-            lines.append(Phrase("msg-data-refused", {"name": original, "error": str(e)}))
+            lines.append(Phrase("msg-data-refused", {"name": original,
+                                                     "error": e.reason if isinstance(e, DatasetError) else str(e)}))
             continue
         finally:
             _discard_upload(path)

@@ -32,6 +32,8 @@ from trainer.data.formats import FORMATS, try_convert
 from trainer.data.readers import SUPPORTED_EXTENSIONS, DataError, iter_records
 from trainer.data.stats import StatsCollector
 from trainer.data.validate import validate_file
+from trainer.messages import Message
+from webui.i18n import Phrase
 
 DATASET_ID_RE = re.compile(r"[0-9a-f]{16}")
 TOKEN_COUNT_TIMEOUT_S = 1800
@@ -59,7 +61,15 @@ MIGRATIONS: list[list[str]] = [
 
 
 class DatasetError(Exception):
-    """An upload or dataset operation that cannot be done, with the reason in words."""
+    """An upload or dataset operation that cannot be done, with the reason in words: a catalogue
+    Phrase where the page shows it (str() is its English), so it reads in the chosen language."""
+
+    def __init__(self, reason: str | Phrase):
+        self.reason = reason
+        super().__init__(reason.text("en") if isinstance(reason, Phrase) else reason)
+
+    def text(self, lang: str) -> str:
+        return self.reason.text(lang) if isinstance(self.reason, Phrase) else str(self.reason)
 
 
 @dataclass(frozen=True)
@@ -89,8 +99,9 @@ def sanitise_name(name: str) -> str:
     stem, ext = os.path.splitext(base)
     ext = ext.lower()
     if ext not in SUPPORTED_EXTENSIONS:
-        raise DatasetError(f"{base or name!r}: unsupported file type {ext or '(no extension)'}; "
-                           f"upload {', '.join(SUPPORTED_EXTENSIONS)}")
+        raise DatasetError(Phrase("msg-upload-type", {"name": repr(base or name),
+                                                      "ext": ext or Phrase("msg-upload-no-ext"),
+                                                      "supported": ", ".join(SUPPORTED_EXTENSIONS)}))
     return (safe_stem(stem, _NAME_MAX - len(ext)) or "data") + ext
 
 
@@ -145,13 +156,13 @@ class DatasetStore:
         again returns the dataset already stored."""
         name = sanitise_name(original_name)
         if os.path.islink(source):
-            raise DatasetError(f"{name}: a symbolic link is not an upload; upload the file itself")
+            raise DatasetError(Phrase("msg-upload-link", {"name": name}))
         size = os.path.getsize(source)
         if size > self.max_bytes:
-            raise DatasetError(f"{name}: {human_size(size)} is over the upload limit of {human_size(self.max_bytes)} "
-                               f"(start the studio with --max-upload-mb to change it)")
+            raise DatasetError(Phrase("msg-upload-too-big", {"name": name, "size": human_size(size),
+                                                             "limit": human_size(self.max_bytes)}))
         if size == 0:
-            raise DatasetError(f"{name}: the file is empty")
+            raise DatasetError(Phrase("msg-upload-empty", {"name": name}))
         incoming = self.root / ".incoming"
         incoming.mkdir(exist_ok=True)
         digest = hashlib.sha256()
@@ -253,15 +264,14 @@ def check_file(path: Path, max_issues: int = 500) -> dict:
     try:
         report = validate_file(path, "auto", max_issues_kept=max_issues, on_example=collector.add)
     except DataError as e:
-        issues = [{**issue._asdict(), "text": str(issue)} for issue in e.issues]
-        return {"ok": False, "error": e.summary or str(e), "issues": issues, "issues_total": e.issues_total,
-                "rows_total": 0, "rows_valid": 0, "rows_invalid": 0}
+        return {**e.to_dict(), "ok": False, "error": e.summary or str(e), "rows_total": 0, "rows_valid": 0,
+                "rows_invalid": 0}
     return {**report.to_dict(), "stats": collector.result()}
 
 
 def preview_rows(dataset: Dataset, page: int, page_size: int) -> list[dict]:
     """Rows `page * page_size` onwards as they will be trained on, each with its line, whether it is
-    valid, and its issues; reading stops at the end of the page."""
+    valid, and its issues (DataIssues); reading stops at the end of the page."""
     fmt = dataset.format if dataset.format in FORMATS else None
     try:
         records = islice(iter_records(dataset.path), page * page_size, (page + 1) * page_size)
@@ -271,9 +281,7 @@ def preview_rows(dataset: Dataset, page: int, page_size: int) -> list[dict]:
                 out.append({"line": line, "ok": False, "raw": row, "issues": []})
                 continue
             example, issues = try_convert(row, fmt, dataset.name, line)
-            out.append({"line": line, "ok": example is not None, "example": example, "raw": row,
-                        "issues": [issue.message if not issue.field else f"{issue.field}: {issue.message}"
-                                   for issue in issues]})
+            out.append({"line": line, "ok": example is not None, "example": example, "raw": row, "issues": issues})
         return out
     except DataError as e:
         raise DatasetError(str(e)) from e
@@ -300,7 +308,8 @@ def count_tokens(store: DatasetStore, dataset: Dataset, model: str, max_seq_len:
         proc = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                               timeout=TOKEN_COUNT_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise DatasetError(f"counting tokens of {dataset.name} took longer than {TOKEN_COUNT_TIMEOUT_S} s") from None
+        raise DatasetError(Phrase("msg-tokens-timeout", {"name": dataset.name, "seconds": TOKEN_COUNT_TIMEOUT_S})) \
+            from None
     report = None
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
@@ -312,7 +321,9 @@ def count_tokens(store: DatasetStore, dataset: Dataset, model: str, max_seq_len:
     tokens = (report or {}).get("stats", {}).get("tokens") if report else None
     if tokens is None:
         reason = (report or {}).get("error") or _last_line(proc.stderr) or f"exit status {proc.returncode}"
-        raise DatasetError(f"cannot count tokens of {dataset.name} with {model}: {reason}")
+        if (report or {}).get("error_i18n"):
+            reason = Message.from_json(report["error_i18n"])
+        raise DatasetError(Phrase("msg-tokens-failed", {"name": dataset.name, "model": model, "reason": reason}))
     store.save_tokens(dataset, model, max_seq_len, tokens)
     return tokens
 

@@ -280,7 +280,7 @@ def values_from_config(mapping: dict, keys: list[str], lang: str = DEFAULT_LANG,
     """Widget values for a config mapping: validated values where the mapping is valid, else the
     raw value where a widget can show it, else the default (the problems are reported separately)."""
     try:
-        cfg: RunConfig | None = from_dict(mapping)
+        cfg: RunConfig | None = from_dict(mapping, local=False)  # values only; train_tab.check reports problems
     except ConfigError:
         cfg = None
     raw = flat_values(mapping)

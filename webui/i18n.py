@@ -3,10 +3,12 @@
 CATALOGUE maps an element id (or a message id, `msg-...`) to its text per language: the properties
 of the component (label, info, placeholder, value for buttons and markdown, plot titles) or, for a
 message, "text" with str.format fields. The run-config fields' English text is the schema's own
-label and help (trainer/config.py); FIELD_ZH holds their Chinese, and tests check that it covers
+label and help (trainer/config.py); webui.field_texts holds their Chinese, and tests check that it covers
 exactly the schema's keys, whose element ids (`field_id`, `group_id`) are defined here, where both
 the catalogue and the form (webui.form) take them from. Components are created through
 `Texts.make`, which registers them so a language switch can relabel every one of them.
+What the trainer says about bad input (config problems, data issues) has its own catalogue,
+trainer/messages.py; `message_text` shows such a message in a language, and a Phrase field may be one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any, Callable, NamedTuple
 import gradio as gr
 
 from trainer.config import iter_fields
+from trainer.messages import Message
+from webui.field_texts import ENTRY_ZH, FIELD_ZH, GROUPS
+from webui.fit_texts import FIT_TEXTS
 
 LANGUAGES = {"en": "English", "zh": "中文"}
 DEFAULT_LANG = "en"
@@ -54,77 +59,8 @@ def _plot(en: str, en_x: str, en_y: str, zh: str, zh_x: str, zh_y: str) -> dict:
             "zh": {"label": zh, "x_title": zh_x, "y_title": zh_y}}
 
 
-# Chinese label and help of every run-config key (English comes from the schema).
-FIELD_ZH: dict[str, tuple[str, str]] = {
-    "model.name_or_path": ("模型", "内置模型名称或本地检查点目录。"),
-    "model.template": ("对话模板", "对话模板；auto 使用模型自带的模板。"),
-    "method": ("训练方法", "监督微调（sft）或偏好优化（dpo）。"),
-    "finetuning.type": ("微调方式", "训练低秩适配器（lora）或全部权重（full）。"),
-    "finetuning.lora.rank": ("LoRA 秩", "LoRA 的秩 r。"),
-    "finetuning.lora.alpha": ("LoRA alpha", "LoRA alpha；更新量按 alpha / r 缩放（rsLoRA 时为 alpha / sqrt(r)）。"),
-    "finetuning.lora.dropout": ("LoRA dropout", "LoRA 输入上的 dropout。"),
-    "finetuning.lora.target_modules": ("LoRA 目标模块", "加适配器的层：模块名或正则表达式（qkv_proj、o_proj、"
-                                                      "up_gate_proj、down_proj 等）；all-linear 表示所有线性层。"
-                                                      "可用逗号分隔。"),
-    "finetuning.lora.rslora": ("rsLoRA", "秩稳定的 LoRA 缩放（alpha / sqrt(r)）。"),
-    "dpo.beta": ("DPO beta", "DPO 的 beta：策略可以偏离参考模型多远。"),
-    "dpo.loss_type": ("DPO 损失", "DPO 损失函数。"),
-    "moe.aux_loss_coef": ("负载均衡损失", "路由负载均衡损失的权重；-1 保留检查点中的值，0 表示关闭。仅适用于 MoE 模型。"),
-    "moe.z_loss_coef": ("路由 z 损失", "路由 z 损失的权重（使门控 logits 保持较小）；-1 保留检查点中的值，0 表示关闭。"
-                                     "仅适用于 MoE 模型。"),
-    "moe.orthogonal_loss_coef": ("路由正交损失", "路由正交损失的权重（使各专家的门控向量彼此分开）；-1 保留检查点中的值，"
-                                             "0 表示关闭。仅适用于 MoE 模型。"),
-    "moe.bias_update_rate": ("均衡偏置更新率", "无辅助损失负载均衡：每次优化器更新后，每个专家的路由校正偏置按此幅度调整，"
-                                         "被选中少于平均的专家上调，多于平均的下调（ERNIE 4.5 使用 1e-3）；0 表示偏置不变。"
-                                         "仅限全参数微调：LoRA 适配器不包含这些偏置。仅适用于 MoE 模型。"),
-    "moe.token_balanced_loss": ("令牌平衡损失", "多模态令牌平衡损失：每条序列的损失除以其总长度（提示与回答、文本与图像"
-                                            "令牌），而不是带损失的令牌数，使回答较短的序列不会占更大权重。仅适用于 SFT。"),
-    "moe.freeze_router": ("冻结路由", "全参数微调时保持路由（门控）权重不变；LoRA 从不训练路由。仅适用于 MoE 模型。"),
-    "moe.train_experts": ("训练的专家", "哪些专家 FFN 参与训练：全部、仅共享专家，或都不训练（只训练注意力和稠密层）。"
-                                      "使用 LoRA 时决定适配器加在哪里。仅适用于 MoE 模型。"),
-    "data.train": ("训练数据", "训练文件，按概率混合。"),
-    "data.eval": ("评估数据", "评估文件（可选）。"),
-    "data.eval_split": ("评估集比例", "未提供评估文件时，从训练数据中留出用于评估的比例。"),
-    "data.max_seq_len": ("最大序列长度", "训练序列的最大 token 数（提示与回答合计）。"),
-    "data.max_prompt_len": ("最大提示长度", "提示的最大 token 数；必须小于最大序列长度。"),
-    "data.truncation": ("截断方式", "超过最大序列长度的行如何处理。"),
-    "data.skip_invalid": ("跳过无效行", "跳过校验失败的行，而不是拒绝整个文件。"),
-    "optim.learning_rate": ("学习率", "峰值学习率。"),
-    "optim.lr_scheduler": ("学习率调度", "预热之后的学习率调度方式。"),
-    "optim.warmup_steps": ("预热步数", "线性预热步数（优先于预热比例）。"),
-    "optim.warmup_ratio": ("预热比例", "预热占全部步数的比例。"),
-    "optim.weight_decay": ("权重衰减", "AdamW 权重衰减。"),
-    "optim.num_train_epochs": ("训练轮数", "遍历训练数据的次数（可为小数）。"),
-    "optim.max_steps": ("最大步数", "训练的优化器步数；-1 表示按训练轮数。"),
-    "optim.per_device_batch_size": ("每设备批大小", "每个进程每步的序列数。"),
-    "optim.gradient_accumulation_steps": ("梯度累积步数", "累积成一次优化器更新的批次数。"),
-    "optim.max_grad_norm": ("最大梯度范数", "梯度裁剪范数；0 表示不裁剪。"),
-    "optim.seed": ("随机种子", "随机种子。"),
-    "precision": ("精度", "训练精度；bf16 和 fp16 需要 GPU。"),
-    "logging.logging_steps": ("日志间隔步数", "每 N 步记录一次损失和学习率。"),
-    "logging.save_steps": ("保存间隔步数", "每 N 步保存一次检查点。"),
-    "logging.eval_steps": ("评估间隔步数", "每 N 步评估一次；0 表示训练中不评估。"),
-    "logging.save_total_limit": ("保留检查点数", "保留的检查点数量；更早的会被删除。"),
-    "devices.device": ("设备", "在 CPU 或 GPU 上运行。"),
-    "devices.gpu_ids": ("GPU 编号", "逗号分隔的 GPU 编号，如 0,1；使用 GPU 时必填，每个进程一个。"),
-    "devices.nproc": ("每节点进程数", "每个节点的进程数（数据并行）；在 CPU 上多个进程共享 CPU。"),
-    "devices.nnodes": ("节点数", "机器数量。"),
-    "devices.master": ("主节点地址", "第一个节点的 host:port；节点数大于 1 时必填。"),
-    "output.dir": ("输出目录", "最终模型或适配器的写入位置；留空则写入任务目录。"),
-}
-
-_GROUPS = {
-    "model": ("Model", "模型"),
-    "method": ("Method", "训练方法"),
-    "moe": ("Mixture of experts", "混合专家"),
-    "data": ("Data", "数据"),
-    "optim": ("Optimisation", "优化"),
-    "logging": ("Checkpoints and logging", "检查点与日志"),
-    "devices": ("Devices", "设备"),
-    "output": ("Output", "输出"),
-}
-
 CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
+    **FIT_TEXTS,  # the Train tab's memory estimate (webui.fit_panel)
     "app-title": _v("# ERNIE Studio\nFine-tune ERNIE 4.5 models: upload data, train, watch, export.",
                     "# ERNIE Studio\n微调 ERNIE 4.5 模型：上传数据、训练、监控、导出。"),
     "app-lang": _l("Language", "语言"),
@@ -205,6 +141,25 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "train-preset": _li("Preset", "Recommended settings for this model and method; choosing one fills the form.",
                         "预设", "此模型和方法的推荐设置；选择后即填入表单。"),
     "train-apply_preset": _v("Reset to preset", "恢复预设"),
+    # -- train: a hub model's download (webui/hub_panel.py)
+    "train-hub-source": _li("Download from", "The hub the model is fetched from", "下载来源", "从哪个模型库获取模型"),
+    "train-hub-download": _v("⬇ Download the model", "⬇ 下载模型"),
+    "train-hub-stop": _v("Stop the download", "停止下载"),
+    "msg-hub-missing": _m("**{repo}** is a hub model that is not downloaded yet. **Download the model** fetches it "
+                          "into `{dir}` (or run `{command}`); it is resumable.",
+                          "**{repo}** 是尚未下载的模型库模型。点击“下载模型”会把它下载到 `{dir}`（也可运行 `{command}`）；"
+                          "中断后可以继续下载。"),
+    "msg-hub-starting": _m("Starting the download of {repo} …", "正在开始下载 {repo} …"),
+    "msg-hub-progress": _m("Downloading {repo} from {hub}: {pct} — {done} of {total}, {files_done}/{files_total} "
+                           "files, {speed}/s", "正在从 {hub} 下载 {repo}：{pct} — {done} / {total}，"
+                           "{files_done}/{files_total} 个文件，{speed}/秒"),
+    "msg-hub-failed": _m("The download of {repo} did not finish: {error}. Download the model again to continue; "
+                         "finished files are kept.", "{repo} 未下载完成：{error}。再次点击“下载模型”即可继续，"
+                         "已完成的文件会保留。"),
+    "msg-hub-process-ended": _m("its process ended at {pct} ({last})", "下载进程在 {pct} 时结束（{last}）"),
+    "msg-hub-done": _m("✓ **{repo}** is downloaded: `{dir}` ({size}); it is listed among the models.",
+                       "✓ **{repo}** 已下载：`{dir}`（{size}）；它已列入模型列表。"),
+    "msg-hub-refused": _m("Cannot download: {error}", "无法下载：{error}"),
     "train-run-title": _v("### Run", "### 运行"),
     "train-job_name": {"en": {"label": "Job name", "placeholder": "optional, e.g. lora-r16-lr2e-3"},
                        "zh": {"label": "任务名称", "placeholder": "可选，例如 lora-r16-lr2e-3"}},
@@ -257,6 +212,19 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     # -- messages
     "msg-data-stored": _m("Stored **{name}** ({size}).", "已保存 **{name}**（{size}）。"),
     "msg-data-refused": _m("Refused {name}: {error}", "已拒绝 {name}：{error}"),
+    "msg-upload-type": _m("{name}: unsupported file type {ext}; upload {supported}",
+                          "{name}：不支持的文件类型 {ext}；请上传 {supported}"),
+    "msg-upload-no-ext": _m("(no extension)", "（无扩展名）"),
+    "msg-upload-link": _m("{name}: a symbolic link is not an upload; upload the file itself",
+                          "{name}：符号链接不是上传的文件；请上传文件本身"),
+    "msg-upload-too-big": _m("{name}: {size} is over the upload limit of {limit} (start the studio with "
+                             "--max-upload-mb to change it)",
+                             "{name}：{size} 超过上传上限 {limit}（启动工作室时可用 --max-upload-mb 修改）"),
+    "msg-upload-empty": _m("{name}: the file is empty", "{name}：文件为空"),
+    "msg-tokens-timeout": _m("counting tokens of {name} took longer than {seconds} s",
+                             "统计 {name} 的 token 用时超过 {seconds} 秒"),
+    "msg-tokens-failed": _m("cannot count tokens of {name} with {model}: {reason}",
+                            "无法用 {model} 统计 {name} 的 token：{reason}"),
     "msg-data-empty": _m("No dataset yet: upload a file above.", "还没有数据集：请在上方上传文件。"),
     "msg-data-summary-ok": _m("**{name}** — format **{format}** ({kind}, {how}); {rows_total} rows: "
                               "{rows_valid} valid, {rows_invalid} invalid. ✓ ready for training.",
@@ -325,6 +293,7 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "msg-train-shared": _m(" + {n} shared", " + {n} 个共享专家"),
     "msg-train-builtin": _m(" · built in, trains on CPU", " · 内置，可在 CPU 上训练"),
     "msg-train-custom-model": _m("A local checkpoint directory: {path}", "本地检查点目录：{path}"),
+    "msg-train-hub-model": _m("A model from a hub: {path}", "来自模型库的模型：{path}"),
     "msg-train-no-presets": _m("no presets", "无预设"),
     "msg-train-preset-applied": _m("Applied preset {preset}: {changes}", "已应用预设 {preset}：{changes}"),
     "msg-train-preset-same": _m("✓ The form holds preset **{preset}**.", "✓ 表单即预设 **{preset}**。"),
@@ -352,9 +321,6 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "msg-train-unmapped": _m("Keys with no equivalent here (not imported): {keys}", "此处无对应项（未导入）的键：{keys}"),
     "msg-train-notes": _m("Notes: {notes}", "说明：{notes}"),
     "msg-train-saved": _m("Saved {file}; download it below.", "已保存 {file}，可在下方下载。"),
-    "msg-train-file-missing": _m("file not found: {path}", "文件不存在：{path}"),
-    "msg-train-dataset-invalid": _m("{name} has {n} invalid row(s); fix the file or set data.skip_invalid",
-                                    "{name} 有 {n} 行无效；请修正文件或开启 data.skip_invalid"),
     "msg-train-cloned": _m("Loaded the config of job {id} into the form; change what you like and start it.",
                            "已将任务 {id} 的配置载入表单；修改后即可开始。"),
     "msg-jobs-none": _m("No jobs yet. Start one in the Train tab.", "还没有任务。请在“训练”页开始一个任务。"),
@@ -405,10 +371,26 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "msg-state-stopped": _m("stopped", "已停止"),
     "msg-state-completed": _m("completed", "已完成"),
     "msg-state-failed": _m("failed", "失败"),
+    "train-nodes-commands": _l("Run on each other node", "在其他每个节点上运行"),  # webui.nodes_panel
+    "jobs-nodes-commands": _l("Run on each other node", "在其他每个节点上运行"),
+    "msg-nodes-intro": _m(
+        "**{nnodes} nodes, {nproc} process(es) each.** This machine is node 0: the studio starts it, and it waits at "
+        "`{master}` (shown as queued) until every other node has joined. Run each command below on its node, in a "
+        "copy of the studio at `{repo}` with the same Python environment, where the job's config.yaml, the model and "
+        "the data are at the same paths as here (a shared filesystem is simplest; resuming, or starting from a LoRA "
+        "adapter, needs one). Only node 0 writes the job's status, metrics, checkpoints and output; logs: `{logs}` "
+        "(`node-K/` for node K). Stop ends this node's launch, and the other nodes stop after the same step.",
+        "**{nnodes} 个节点，每个 {nproc} 个进程。** 本机是 0 号节点：由工作室启动，并在 `{master}` 等待其他节点全部加入"
+        "（期间显示为排队中）。请在各节点上运行对应命令：该节点需在 `{repo}` 有相同的工作室代码和 Python 环境，且任务的 "
+        "config.yaml、模型和数据位于与本机相同的路径（共享文件系统最简单；从检查点继续或从 LoRA 适配器开始时必须共享）。"
+        "只有 0 号节点写入任务的状态、指标、检查点和输出；日志：`{logs}`（K 号节点在 `node-K/`）。停止会结束本节点的启动，其他节点在同一步之后停止。"),
+    "msg-nodes-loopback": _m("`{master}` is loopback: only nodes on this machine reach it; other machines need its "
+                             "network address.", "`{master}` 是回环地址：只有本机上的节点能访问；其他机器需使用本机的网络地址。"),
+    "msg-nodes-placeholder": _m("Start makes the job directory (`<job id>` here); the Jobs tab shows the real paths.",
+                                "点击“开始”才会创建任务目录（此处为 `<job id>`）；“任务”页显示真实路径。"),
+    "msg-nodes-resume": _m("This launch resumes from a checkpoint: every node runs with `--resume`.",
+                           "本次启动从检查点继续：每个节点都要带 `--resume` 运行。"),
 }
-
-# the columns of a dataset table (data.train, data.eval), by DatasetEntry field
-ENTRY_ZH = {"path": "文件", "format": "格式", "probability": "概率"}
 
 for _spec in iter_fields():
     _zh = FIELD_ZH.get(_spec.key, (_spec.label, _spec.help))
@@ -417,7 +399,7 @@ for _spec in iter_fields():
         _entry["en"]["headers"] = [item.label for item in _spec.item_fields]
         _entry["zh"]["headers"] = [ENTRY_ZH.get(item.key, item.label) for item in _spec.item_fields]
     CATALOGUE[field_id(_spec.key)] = _entry
-for _group, (_en, _zh_label) in _GROUPS.items():
+for _group, (_en, _zh_label) in GROUPS.items():
     CATALOGUE[group_id(_group)] = _l(_en, _zh_label)
     CATALOGUE[group_id(_group, advanced=True)] = _l(f"{_en}: advanced", f"{_zh_label}：高级")
 
@@ -435,13 +417,28 @@ def t(key: str, lang: str = DEFAULT_LANG, **fields: Any) -> str:
     return text.format(**fields) if fields else text
 
 
+def message_text(message: Any, lang: str) -> str:
+    """A trainer Message in `lang`, or one as an issue record carries it (`i18n` beside its English
+    `message`, in `data check --json` and stored reports); other text as it is."""
+    if isinstance(message, Message):
+        return message.text(lang if lang in LANGUAGES else DEFAULT_LANG)
+    if isinstance(message, dict):
+        try:
+            return message_text(Message.from_json(message["i18n"]), lang)
+        except (KeyError, TypeError, ValueError, IndexError):
+            return str(message.get("message", ""))
+    return str(message)
+
+
 class Phrase(NamedTuple):
-    """A message not yet put into a language; a field may itself be a Phrase (a translated word)."""
+    """A message not yet put into a language; a field may itself be a Phrase (a translated word) or a
+    trainer Message."""
     key: str
     fields: dict = {}
 
     def text(self, lang: str) -> str:
-        return t(self.key, lang, **{name: value.text(lang) if isinstance(value, Phrase) else value
+        return t(self.key, lang, **{name: value.text(lang) if isinstance(value, Phrase) else
+                                    message_text(value, lang) if isinstance(value, Message) else value
                                     for name, value in self.fields.items()})
 
 

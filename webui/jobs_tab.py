@@ -24,7 +24,7 @@ import yaml
 from trainer.jobfiles import FAILED, STOPPED
 from trainer.jobs import Job, JobError
 from trainer.scheduler import job_devices
-from webui import downloads, job_output, monitor
+from webui import downloads, job_output, monitor, nodes_panel
 from webui.context import StudioContext
 from webui.i18n import said, t
 from webui.views import TabViews
@@ -97,11 +97,13 @@ class JobsTab(TabViews):
     watch: gr.State
     table_sig: gr.State  # what the job table last showed this session (JobList.table_sig)
     output: job_output.OutputPanel  # a completed job's output: where, how big, chat, export, download
+    nodes: nodes_panel.NodesPanel  # a multi-node job's commands for its other nodes
 
 
     def tick_outputs(self) -> list:
         """What `tick` returns values for: the job list, then the monitor."""
-        return [*self.outputs(JobList), *self.outputs(MonitorView), *self.output.outputs(job_output.OutputView)]
+        return [*self.outputs(JobList), *self.outputs(MonitorView), *self.output.outputs(job_output.OutputView),
+                *self.nodes.outputs(nodes_panel.NodesView)]
 
 
 def build(ctx: StudioContext) -> JobsTab:
@@ -124,6 +126,7 @@ def build(ctx: StudioContext) -> JobsTab:
     header = gr.Markdown(elem_id="jobs-header")
     progress = gr.HTML(elem_id="jobs-progress")
     output = job_output.build(ctx)
+    nodes = nodes_panel.build(ctx, "jobs")
     stats = gr.HTML(elem_id="jobs-stats")
     with gr.Row():
         loss = T.make(gr.LinePlot, "jobs-loss", x="step", y="loss", color="series", height=300,
@@ -142,7 +145,7 @@ def build(ctx: StudioContext) -> JobsTab:
     log = T.make(gr.HTML, "jobs-log", value=monitor.log_html([]), show_label=True, container=True)
     return JobsTab(table, select, header, progress, stats, loss, lr, rewards, experts, imbalance, error, log, stop,
                    resume, clone, delete, confirm_row, question, confirm, cancel, action_status,
-                   gr.Timer(TICK_S, active=False), gr.State(None), gr.State(None), output)
+                   gr.Timer(TICK_S, active=False), gr.State(None), gr.State(None), output, nodes)
 
 
 # -- views -------------------------------------------------------------------------------------------
@@ -316,7 +319,8 @@ def tick(ctx: StudioContext, tab: JobsTab, current: str | None, watch: dict | No
     listing, chosen = list_view(ctx, current, table_sig, lang)
     shown = render(ctx, chosen, watch, lang)
     return {**tab.updates(listing), **tab.updates(shown),
-            **tab.output.updates(job_output.view(ctx, shown.watch, lang))}
+            **tab.output.updates(job_output.view(ctx, shown.watch, lang)),
+            **tab.nodes.updates(nodes_panel.job_view(ctx, shown.watch))}
 
 
 # -- actions -----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from models.chat_client import ChatClient
 from models.checkpoints import is_adapter
+from models.hub import downloaded_models
 from models.registry import MODELS
 from models.server_process import ModelServer
 from trainer.jobfiles import COMPLETED
@@ -29,10 +30,11 @@ class Checkpoint:
 
 
 def list_checkpoints(store: JobStore, workdir: Path, lang: str = DEFAULT_LANG) -> list[Checkpoint]:
-    """Built-in models (and real ones placed in WORKDIR/models), then each completed job's output
-    and export, newest job first; labels in `lang`."""
+    """Built-in models (and real ones placed in WORKDIR/models), the hub models downloaded there,
+    then each completed job's output and export, newest job first; labels in `lang`."""
     found = [Checkpoint(spec.name, t("msg-ckpt-base", lang, name=spec.name)) for spec in MODELS.values()
              if spec.builtin or (workdir / "models" / spec.name / "config.json").is_file()]
+    found += [Checkpoint(repo_id, t("msg-ckpt-base", lang, name=repo_id)) for repo_id in downloaded_models(workdir)]
     for job in store.list_jobs(refresh=False):
         if job.state != COMPLETED:
             continue

@@ -29,15 +29,19 @@ from typing import Any, NamedTuple
 import gradio as gr
 import yaml
 
+from models.hub import is_repo_id
 from models.registry import DEFAULT_MODEL, MODELS, has_experts
 from plumbing.files import atomic_write_text
 from trainer.config import ConfigError, command_preview, from_dict, read_yaml_mapping, to_dict, to_yaml
 from trainer.erniekit_import import import_erniekit
+from trainer.messages import Message
 from webui.context import StudioContext
+from webui import fit_panel, hub_panel
+from webui import nodes_panel
 from webui.dataset_store import safe_stem
 from webui.form import BY_KEY, FIELDS, GROUPS, MODEL_KEY, Form, StoredNames, build_fields, build_group, \
     config_from_values, files_note, flat_from_values, from_widget, nest, to_widget, values_from_config, visibility
-from webui.i18n import Phrase, both, field_id, group_id, props, said, t
+from webui.i18n import Phrase, both, field_id, group_id, message_text, props, said, t
 
 _INDEX = re.compile(r"\[\d+\].*$")
 
@@ -61,6 +65,9 @@ class TrainTab:
     importer: gr.UploadButton
     io_status: gr.Markdown
     shown_errors: gr.State
+    hub: hub_panel.HubPanel
+    nodes: nodes_panel.NodesPanel  # the other nodes' commands, for devices.nnodes > 1
+    fit: gr.Markdown  # the memory estimate beside the machine's (webui.fit_panel)
 
     def mark_outputs(self) -> list:
         """What `problem_updates` may return values for."""
@@ -82,6 +89,7 @@ def build(ctx: StudioContext) -> TrainTab:
             with T.make(gr.Accordion, group_id("model"), open=True) as acc:
                 form.accordions["model"] = acc
                 build_fields(T, [s for s in model_specs if not s.advanced], form, "model")
+                hub = hub_panel.build(ctx)
                 with gr.Row():
                     preset = T.make(gr.Dropdown, "train-preset", choices=_presets(DEFAULT_MODEL), value=first_preset)
                     apply_preset = T.make(gr.Button, "train-apply_preset", size="sm", scale=0, min_width=140)
@@ -101,8 +109,10 @@ def build(ctx: StudioContext) -> TrainTab:
             T.make(gr.Markdown, "train-run-title")
             job_name = T.make(gr.Textbox, "train-job_name", max_lines=1)
             summary = gr.Markdown(elem_id="train-summary")
+            fit = fit_panel.build()
             start = T.make(gr.Button, "train-start", variant="primary", size="lg")
             problems = gr.Markdown(elem_id="train-problems")
+            nodes = nodes_panel.build(ctx, "train")
             command = T.make(gr.Code, "train-command", language="shell", interactive=False, lines=3)
             config_yaml = T.make(gr.Code, "train-config_yaml", language="yaml", interactive=False, lines=18,
                                  max_lines=30)
@@ -115,7 +125,8 @@ def build(ctx: StudioContext) -> TrainTab:
             saved = T.make(gr.File, "train-saved", visible=False, interactive=False, height=60)
             io_status = gr.Markdown(elem_id="train-io_status")
     return TrainTab(form, preset, apply_preset, preset_status, model_info, job_name, summary, start, problems,
-                    command, config_yaml, save, saved, load, importer, io_status, gr.State([]))
+                    command, config_yaml, save, saved, load, importer, io_status, gr.State([]), hub=hub, nodes=nodes,
+                    fit=fit)
 
 
 # -- model facts and presets -----------------------------------------------------------------------
@@ -183,7 +194,8 @@ def preset_status_text(model: str, preset: str | None, flat: dict[str, Any], lan
 def model_info_text(model: str, lang: str) -> str:
     spec = MODELS.get((model or "").strip())
     if spec is None:
-        return t("msg-train-custom-model", lang, path=model or "")
+        key = "msg-train-hub-model" if is_repo_id(model) else "msg-train-custom-model"
+        return t(key, lang, path=(model or "").strip())
     experts = ""
     if spec.experts:
         shared = t("msg-train-shared", lang, n=spec.shared_experts) if spec.shared_experts else ""
@@ -258,12 +270,12 @@ def data_problems(ctx: StudioContext, config: dict) -> list[tuple[str, str]]:
             key = f"data.{kind}[{i}].path"
             resolved = Path(path).expanduser()
             if not resolved.is_file():
-                problems.append((key, f"{key}: " + t("msg-train-file-missing", "en", path=path)))
+                problems.append((key, Message("config-data-file-missing", key=key, path=path)))
                 continue
             stored = ctx.datasets.by_path(resolved)
             if stored is not None and stored.rows_invalid and not skip_invalid:
-                problems.append((key, f"{key}: " + t("msg-train-dataset-invalid", "en", name=stored.name,
-                                                     n=stored.rows_invalid)))
+                problems.append((key, Message("config-data-invalid-rows", key=key, name=stored.name,
+                                              n=stored.rows_invalid)))
     return problems
 
 
@@ -289,7 +301,7 @@ def preview(ctx: StudioContext, tab: TrainTab, values: list, lang: str, shown: l
     config = nest(flat)
     cfg, problems = check(ctx, config)
     if cfg is None:
-        listing = "\n".join(f"#  - {message}" for _, message in problems)
+        listing = "\n".join(f"#  - {message_text(message, lang)}" for _, message in problems)
         text = t("msg-train-invalid-preview", lang, problems=listing)
         command = text.split("\n", 1)[0]
         config_text = text + "\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
@@ -302,7 +314,9 @@ def preview(ctx: StudioContext, tab: TrainTab, values: list, lang: str, shown: l
     notes = {note: files_note(flat[key], names, lang) for key, note in form.notes.items()}
     return {tab.command: command, tab.config_yaml: config_text, tab.summary: run_summary(flat, names, lang),
             tab.preset: gr.update(choices=_presets(model), value=preset),
-            tab.preset_status: preset_status_text(model, preset, flat, lang), **notes, **marks}
+            tab.preset_status: preset_status_text(model, preset, flat, lang), **notes, **marks,
+            tab.fit: fit_panel.text(config, ctx.workdir),
+            **tab.nodes.updates(nodes_panel.train_view(cfg, job_dir_placeholder(ctx)))}
 
 
 def format_command(argv: list[str]) -> str:
@@ -328,15 +342,17 @@ def problem_updates(tab: TrainTab, problems: list[tuple[str, str]], lang: str) -
     by_field: dict[str, list[str]] = {}
     for key, message in problems:
         by_field.setdefault(_field_of(key), []).append(message)
-    errors = {form.errors[key]: gr.update(value="\n".join(f"⚠ {m}" for m in by_field[key]), visible=True)
+    errors = {form.errors[key]: gr.update(value=both(lambda lg, key=key: "\n".join(f"⚠ {message_text(m, lg)}"
+                                                                                   for m in by_field[key])),
+                                          visible=True)
               if key in by_field else gr.update(value="", visible=False) for key in form.keys}
     to_open = {form.accordion_of[key] for key in by_field if key in form.accordion_of}
     to_open |= {name.removesuffix("-advanced") for name in to_open}
     accordions = {accordion: gr.update(open=True) for name, accordion in form.accordions.items() if name in to_open}
     summary = ""
     if problems:
-        listing = "\n".join(f"- {message}" for _, message in problems)
-        summary = both(lambda lg: t("msg-train-problems", lg, n=len(problems)) + "\n" + listing)
+        summary = both(lambda lg: t("msg-train-problems", lg, n=len(problems)) + "\n"
+                       + "\n".join(f"- {message_text(message, lg)}" for _, message in problems))
     return {**errors, **accordions, tab.problems: summary,
             tab.shown_errors: [key for key in form.keys if key in by_field]}
 
@@ -361,6 +377,7 @@ def start(ctx: StudioContext, tab: TrainTab, values: list, name: str, lang: str)
     ctx.scheduler.kick()
     updates = problem_updates(tab, [], lang)
     updates[tab.problems] = said("msg-train-queued", name=job.name, id=job.id)
+    updates.update(tab.nodes.updates(nodes_panel.job_panel(job)))  # the new job's real paths
     return updates, job.id
 
 
@@ -379,8 +396,8 @@ def save_yaml(ctx: StudioContext, form: Form, values: list, name: str, lang: str
     stem = safe_stem((name or "").strip()) or time.strftime("run-%Y%m%d-%H%M%S")
     path = directory / f"{stem}.yaml"
     atomic_write_text(path, text)
-    listing = "".join(f"\n- {m}" for _, m in problems)
-    message = both(lambda lg: t("msg-train-saved", lg, file=path.name) + ("\n" + listing if listing else ""))
+    message = both(lambda lg: t("msg-train-saved", lg, file=path.name)
+                   + ("\n" if problems else "") + "".join(f"\n- {message_text(m, lg)}" for _, m in problems))
     return SavedConfig(gr.update(value=str(path), visible=True), message)
 
 
@@ -391,7 +408,7 @@ def load_yaml(ctx: StudioContext, tab: TrainTab, path: str | None, lang: str) ->
     try:
         mapping = read_yaml_mapping(path)
     except ConfigError as e:
-        return {tab.io_status: said("msg-train-load-failed", file=name, error=str(e))}
+        return {tab.io_status: _load_failed(name, e)}
     filled = fill_form(ctx, tab, mapping, lang)
     loaded = "msg-train-load-problems" if filled[tab.problems] else "msg-train-loaded"
     return {**filled, tab.io_status: said(loaded, file=name)}
@@ -403,14 +420,19 @@ def import_yaml(ctx: StudioContext, tab: TrainTab, path: str | None, lang: str) 
     try:
         mapping, unmapped, notes = import_erniekit(path)
     except ConfigError as e:
-        return {tab.io_status: said("msg-train-load-failed", file=name, error=str(e))}
+        return {tab.io_status: _load_failed(name, e)}
     lines = [Phrase("msg-train-imported", {"file": name})]
     if unmapped:
         lines.append(Phrase("msg-train-unmapped", {"keys": ", ".join(unmapped)}))
-    if notes:
-        lines.append(Phrase("msg-train-notes", {"notes": "; ".join(notes)}))
-    status = both(lambda lg: "\n\n".join(line.text(lg) for line in lines))
+    status = both(lambda lg: "\n\n".join([line.text(lg) for line in lines] + (
+        [t("msg-train-notes", lg, notes="; ".join(message_text(note, lg) for note in notes))] if notes else [])))
     return {**fill_form(ctx, tab, mapping, lang), tab.io_status: status}
+
+
+def _load_failed(name: str, error: ConfigError) -> str:
+    """Why a file could not be read, in every language (the file is named once, not by its path)."""
+    return both(lambda lg: t("msg-train-load-failed", lg, file=name,
+                             error="; ".join(message_text(m, lg) for _, m in error.problems)))
 
 
 # -- events ------------------------------------------------------------------------------------------
@@ -423,7 +445,8 @@ def _preview_event(ctx: StudioContext, tab: TrainTab, lang: gr.Radio) -> tuple:
         return preview(ctx, tab, form.values(data), data[lang], data[tab.shown_errors])
 
     return redraw, {*form.inputs, lang, tab.shown_errors}, [tab.command, tab.config_yaml, tab.summary, tab.preset,
-                                                             tab.preset_status, *form.notes.values(),
+                                                             tab.fit, tab.preset_status, *form.notes.values(),
+                                                             *tab.nodes.outputs(nodes_panel.NodesView),
                                                              *tab.mark_outputs()]
 
 
@@ -469,6 +492,7 @@ def connect(ctx: StudioContext, tab: TrainTab, lang: gr.Radio) -> None:
     moe = form.accordions["moe"]
     model.change(lambda m, lg: {tab.model_info: model_info_text(m, lg), moe: gr.update(visible=has_experts(m))},
                  [model, lang], [tab.model_info, moe], show_progress="hidden")
+    hub_panel.connect(ctx, tab.hub, model, lambda event: then_preview(ctx, tab, lang, event))
     then_preview(ctx, tab, lang, gr.on([tab.preset.input, tab.apply_preset.click],
                                        lambda m, p, lg: apply_preset(tab, m, p, lg), [model, tab.preset, lang],
                                        [*form.inputs, tab.io_status], show_progress="hidden"))
@@ -509,4 +533,4 @@ def connect_start(ctx: StudioContext, tab: TrainTab, lang: gr.Radio, tabs: gr.Ta
         return updates
 
     tab.start.click(on_start, {*form.inputs, tab.job_name, lang},
-                    [*tab.mark_outputs(), tabs, job_timer, job_select])
+                    [*tab.mark_outputs(), *tab.nodes.outputs(nodes_panel.NodesView), tabs, job_timer, job_select])

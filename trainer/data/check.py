@@ -42,9 +42,7 @@ def run(args: argparse.Namespace, token_length: Callable[[Example], int] | None 
         report = validate_file(path, args.format, args.skip_invalid, on_example=collector.add)
     except DataError as e:
         if args.json:
-            issues = [{**issue._asdict(), "text": str(issue)} for issue in e.issues]
-            print(json.dumps({"path": path, "ok": False, "error": str(e), "issues": issues},
-                             ensure_ascii=False), file=out)
+            print(json.dumps({"path": path, "ok": False, **e.to_dict()}, ensure_ascii=False), file=out)
         else:
             print(f"error: {e}", file=out)
         return 1

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Iterator
 
+from ..messages import Message, plural
 from .readers import BadRecord, DataError, DataIssue, ReadError, Record, iter_records
 from .rows import Example, Row, Turn, check_labels, describe, system_turn
 
@@ -79,7 +80,7 @@ def _erniekit_system(r: Row, src: list[str], tgt: list[str], labels: list | None
     if r.row.get("is_system") != 1:
         return system_turn(r)
     if len(src) < 2:
-        r.issue("src", "is_system is 1, so src[0] is the system prompt, but no prompt follows it")
+        r.issue("src", Message("format-is-system"))
         return None
     system = src.pop(0)
     for rest in (tgt, labels):
@@ -100,7 +101,7 @@ def _ernie_lists(r: Row, tgt_required: bool) -> tuple[list[str] | None, list[str
     tgt = r.strings(tgt, "tgt") if tgt is not None else ([] if not tgt_required else None)
     if src is not None:
         if not src:
-            r.issue("src", "empty list: at least one prompt is needed")
+            r.issue("src", Message("format-src-empty"))
         for i, text in enumerate(src):
             r.content(text, "user", _item_name(r, "src", i))
     for i, text in enumerate(tgt or []):
@@ -113,8 +114,8 @@ def _convert_erniekit(r: Row) -> Example | None:
     if src is None or tgt is None:
         return None
     if len(src) != len(tgt):
-        r.issue("tgt", f"has {len(tgt)} item{'s' if len(tgt) != 1 else ''} but 'src' has {len(src)}; "
-                       f"give one reply per prompt")
+        r.issue("tgt", plural(len(tgt), "format-tgt-count-one", "format-tgt-count", n=len(tgt), src="'src'",
+                              m=len(src)))
     labels = None
     if r.get("label", required=False) is not None:
         labels = check_labels(r, r.row["label"], len(src), "label", "turn")
@@ -133,8 +134,8 @@ def _convert_erniekit_dpo(r: Row) -> Example | None:
     if src is None or tgt is None:
         return None
     if src and len(tgt) != len(src) - 1:
-        r.issue("tgt", f"has {len(tgt)} item{'s' if len(tgt) != 1 else ''} but a DPO row needs one fewer "
-                       f"than 'src' ({len(src) - 1}): the replies before the last prompt")
+        r.issue("tgt", plural(len(tgt), "format-dpo-tgt-count-one", "format-dpo-tgt-count", n=len(tgt),
+                              src="'src'", m=len(src) - 1))
     system = _erniekit_system(r, src, tgt, None)
     if r.issues or system is None or chosen is None:
         return None
@@ -152,16 +153,15 @@ def _erniekit_responses(r: Row) -> tuple[str | None, str | None]:
     replies: list[str | None] = []
     if response is not None:
         if not isinstance(response, list):
-            r.issue("response", f"expected a list of the two candidate replies, got {describe(response)}")
+            r.issue("response", Message("format-response-not-list", value=describe(response)))
         elif len(response) != 2:
-            r.issue("response", f"expected 2 candidate replies, got {len(response)}")
+            r.issue("response", Message("format-response-count", n=len(response)))
         else:
             for i, item in enumerate(response):
                 name = f"response[{i}]"
                 if isinstance(item, list):
                     if len(item) != 1:
-                        r.issue(name, f"expected one reply (a string or a one-item list), got a list of "
-                                      f"{len(item)}: multi-turn session responses are not supported")
+                        r.issue(name, Message("format-response-multi", n=len(item)))
                         replies.append(None)
                         continue
                     item, name = item[0], f"{name}[0]"
@@ -170,23 +170,22 @@ def _erniekit_responses(r: Row) -> tuple[str | None, str | None]:
                 replies.append(text)
     if sort is not None:
         if not isinstance(sort, list):
-            r.issue("sort", f"expected a list of two ranks such as [1, 0], got {describe(sort)}")
+            r.issue("sort", Message("format-sort-not-list", value=describe(sort)))
             sort = None
         elif isinstance(response, list) and len(sort) != len(response):
-            r.issue("sort", f"has {len(sort)} ranks but 'response' has {len(response)} replies; give one "
-                            f"rank per reply")
+            r.issue("sort", Message("format-sort-mismatch", n=len(sort), response="'response'", m=len(response)))
             sort = None
         elif len(sort) != 2:
-            r.issue("sort", f"expected 2 ranks, got {len(sort)}")
+            r.issue("sort", Message("format-sort-count", n=len(sort)))
             sort = None
         else:
             bad = [i for i, rank in enumerate(sort) if isinstance(rank, bool) or not isinstance(rank, (int, float))]
             for i in bad:
-                r.issue(f"sort[{i}]", f"expected a number, got {describe(sort[i])}")
+                r.issue(f"sort[{i}]", Message("format-expected-number", value=describe(sort[i])))
             if bad:
                 sort = None
             elif sort[0] == sort[1]:
-                r.issue("sort", f"both replies have the same rank {sort}; the preferred one must be larger")
+                r.issue("sort", Message("format-sort-same", sort=str(sort)))
                 sort = None
     if sort is None or len(replies) != 2 or None in replies:
         return None, None
@@ -196,8 +195,7 @@ def _erniekit_responses(r: Row) -> tuple[str | None, str | None]:
 def _preference(r: Row, prompt: list[Turn], chosen: str | None, rejected: str | None,
                 field_name: str = "rejected") -> Example | None:
     if chosen is not None and rejected is not None and chosen == rejected:
-        r.issue(field_name, "chosen and rejected replies are identical; a preference pair needs two "
-                            "different replies")
+        r.issue(field_name, Message("format-identical"))
     if r.issues or chosen is None or rejected is None:
         return None
     return Example(prompt, chosen, rejected)
@@ -208,11 +206,11 @@ def _alpaca_prompt(r: Row) -> list[Turn] | None:
     history = r.get("history", required=False)
     if history is not None:
         if not isinstance(history, list):
-            r.issue("history", f"expected a list of [question, answer] pairs, got {describe(history)}")
+            r.issue("history", Message("format-history-not-list", value=describe(history)))
         else:
             for i, pair in enumerate(history):
                 if not (isinstance(pair, list) and len(pair) == 2):
-                    r.issue(f"history[{i}]", f"expected a [question, answer] pair, got {describe(pair)}")
+                    r.issue(f"history[{i}]", Message("format-history-pair", value=describe(pair)))
                     continue
                 q = r.string(pair[0], f"history[{i}][0]")
                 a = r.string(pair[1], f"history[{i}][1]")
@@ -246,8 +244,8 @@ def _reply(r: Row, name: str) -> str | None:
     value = r.row.get(name)
     if value is None:
         other = r.row.get("rejected" if name == "chosen" else "chosen") is not None
-        r.issue(name, "required field is missing" + (": a preference row needs both 'chosen' and 'rejected'"
-                                                     if other else ""))
+        r.issue(name, Message("format-reply-missing", chosen="'chosen'", rejected="'rejected'") if other
+                else Message("row-missing"))
         return None
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
         value, name = value[0], f"{name}[0]"
@@ -255,14 +253,14 @@ def _reply(r: Row, name: str) -> str | None:
         role_key, content_key = ("from", "value") if "from" in value or "value" in value else ("role", "content")
         role = value.get(role_key)
         if role is not None and role not in ("assistant", "gpt"):
-            r.issue(f"{name}.{role_key}", f"expected the assistant's reply (role 'assistant' or 'gpt'), "
-                                          f"got {describe(role)}")
+            r.issue(f"{name}.{role_key}", Message("format-reply-role", assistant="'assistant'", gpt="'gpt'",
+                                                  value=describe(role)))
         if content_key not in value:
-            r.issue(f"{name}.{content_key}", "required field is missing")
+            r.issue(f"{name}.{content_key}", Message("row-missing"))
             return None
         value, name = value[content_key], f"{name}.{content_key}"
     elif not isinstance(value, str):
-        r.issue(name, f"expected a string or a {{role, content}} object, got {describe(value)}")
+        r.issue(name, Message("format-reply-type", shape="{role, content}", value=describe(value)))
         return None
     text = r.string(value, name)
     r.content(text, "assistant", name)
@@ -286,21 +284,29 @@ class _Dialect:
     role_key: str
     content_key: str
     roles: dict[str, str]  # spelling -> canonical role
-    expected: str
+    expected: Message  # the role spellings it accepts
     user_name: str
     assistant_name: str
 
+    @property
+    def shape(self) -> str:
+        return f"{{{self.role_key}, {self.content_key}}}"
+
 
 _MESSAGES = _Dialect("messages", "role", "content", {"system": "system", "user": "user", "assistant": "assistant"},
-                     "system, user or assistant", "user", "assistant")
+                     Message("format-roles-messages", system="system", user="user", assistant="assistant"),
+                     "user", "assistant")
 _SHAREGPT = _Dialect("conversations", "from", "value",
                      {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
                       "assistant": "assistant"},
-                     "human, gpt or system (or user, assistant)", "human", "gpt")
+                     Message("format-roles-sharegpt", human="human", gpt="gpt", system="system", user="user",
+                             assistant="assistant"),
+                     "human", "gpt")
 
 
-def _a(word: str) -> str:
-    return f"{'an' if word.startswith('a') else 'a'} {word}"
+def _a(word: str) -> Message:
+    """A role's name with its English article (Chinese has none)."""
+    return Message("word-an" if word.startswith("a") else "word-a", word=word)
 
 
 def _dialogue(r: Row, d: _Dialect, preference: bool) -> list[Turn] | None:
@@ -310,29 +316,28 @@ def _dialogue(r: Row, d: _Dialect, preference: bool) -> list[Turn] | None:
     if items is None:
         return None
     if not isinstance(items, list):
-        r.issue(d.key, f"expected a list of {{{d.role_key}, {d.content_key}}} objects, got {describe(items)}")
+        r.issue(d.key, Message("format-turns-not-list", shape=d.shape, value=describe(items)))
         return None
     if not items:
-        r.issue(d.key, "empty list: at least one turn is needed")
+        r.issue(d.key, Message("format-turns-empty"))
         return None
     roles: list[str | None] = []
     for i, item in enumerate(items):
         name = f"{d.key}[{i}]"
         if not isinstance(item, dict):
-            r.issue(name, f"expected an object {{{d.role_key}, {d.content_key}}}, got {describe(item)}")
+            r.issue(name, Message("format-turn-not-object", shape=d.shape, value=describe(item)))
             roles.append(None)
             continue
         raw_role = item.get(d.role_key)
         role = d.roles.get(raw_role) if isinstance(raw_role, str) else None
         if raw_role is None:
-            r.issue(f"{name}.{d.role_key}", "required field is missing")
+            r.issue(f"{name}.{d.role_key}", Message("row-missing"))
         elif role is None:
             shown = repr(raw_role) if isinstance(raw_role, str) else describe(raw_role)
-            r.issue(f"{name}.{d.role_key}", f"unknown role {shown}; expected {d.expected}; "
-                                            f"tool calls are not supported")
+            r.issue(f"{name}.{d.role_key}", Message("format-unknown-role", role=shown, expected=d.expected))
         content = item.get(d.content_key)
         if content is None:
-            r.issue(f"{name}.{d.content_key}", "required field is missing")
+            r.issue(f"{name}.{d.content_key}", Message("row-missing"))
         else:
             content = r.string(content, f"{name}.{d.content_key}")
             if role:
@@ -347,24 +352,23 @@ def _dialogue(r: Row, d: _Dialect, preference: bool) -> list[Turn] | None:
         name = f"{d.key}[{i}].{d.role_key}"
         if role == "system":
             if top_level_system:
-                r.issue(name, "a system turn is not allowed when the top-level 'system' field is given")
+                r.issue(name, Message("format-system-with-top", system="'system'"))
             elif i != 0:
-                r.issue(name, "a system turn is allowed only as the first turn")
+                r.issue(name, Message("format-system-first"))
             continue
         expected = "user" if position % 2 == 0 else "assistant"
         position += 1
         if role != expected:
             shown = {"user": d.user_name, "assistant": d.assistant_name}
-            r.issue(name, f"expected {_a(shown[expected])} turn here, got {shown[role]}: {d.user_name} and "
-                          f"{d.assistant_name} turns must alternate, starting with {d.user_name} (after an "
-                          f"optional system turn)")
+            r.issue(name, Message("format-alternate", expected=_a(shown[expected]), got=shown[role],
+                                  user=d.user_name, assistant=d.assistant_name))
             return None
     last = turns[-1].role
     if preference and last != "user":
-        r.issue(d.key, f"the prompt must end with {_a(d.user_name)} turn; the replies go in 'chosen' and 'rejected'")
+        r.issue(d.key, Message("format-prompt-end", turn=_a(d.user_name), chosen="'chosen'", rejected="'rejected'"))
     elif not preference and last != "assistant":
-        r.issue(d.key, f"the conversation must end with {_a(d.assistant_name)} turn (the reply to train on), "
-                       f"but it ends with {_a(d.user_name if last == 'user' else last)} turn")
+        r.issue(d.key, Message("format-conversation-end", turn=_a(d.assistant_name),
+                               last=_a(d.user_name if last == "user" else last)))
     return None if r.issues else turns
 
 
@@ -375,7 +379,7 @@ def _convert_messages(r: Row) -> Example | None:
         return None
     if label is not None:
         assistants = [i for i, t in enumerate(turns) if t.role == "assistant"]
-        flags = check_labels(r, label, len(assistants), "label", "assistant turn")
+        flags = check_labels(r, label, len(assistants), "label", "assistant-turn")
         if flags is None:
             return None
         for i, flag in zip(assistants, flags):
@@ -413,8 +417,8 @@ _CONVERTERS = {
 
 def _check_format_name(format: str) -> None:
     if format not in FORMATS:
-        raise UnknownFormatError([DataIssue("", 0, "", f"unknown format {format!r}; supported: auto, "
-                                                       f"{', '.join(FORMATS)}")])
+        raise UnknownFormatError([DataIssue("", 0, "", Message("format-unknown-name", format=repr(format),
+                                                               formats=", ".join(FORMATS)))])
 
 
 def try_convert(row: object, format: str, file: str = "", line: int = 0) -> tuple[Example | None, list[DataIssue]]:
@@ -424,12 +428,11 @@ def try_convert(row: object, format: str, file: str = "", line: int = 0) -> tupl
         return None, [DataIssue(file, line, "", row.message)]
     if not isinstance(row, dict):
         kind = describe(row)
-        return None, [DataIssue(file, line, "", f"expected an object with the fields of format "
-                                                 f"{format!r}, got {kind}")]
+        return None, [DataIssue(file, line, "", Message("format-not-object", format=repr(format), value=kind))]
     r = Row(row, file, line)
     example = _CONVERTERS[format](r)
     if r.issues or example is None:
-        return None, r.issues or [DataIssue(file, line, "", "invalid row")]
+        return None, r.issues or [DataIssue(file, line, "", Message("format-invalid-row"))]
     example.line = line
     example.source = file
     return example, []
@@ -459,12 +462,10 @@ def _detect_row(row: object) -> str | None:
     return None
 
 
-def _supported_text() -> str:
-    lines = []
-    for spec in FORMATS.values():
-        optional = f" (optional: {', '.join(spec.optional)})" if spec.optional else ""
-        lines.append(f"  {spec.name} [{spec.kind}]: {', '.join(spec.required)}{optional}")
-    return "\n".join(lines)
+def _supported_lines() -> list[Message]:
+    return [Message("format-line", name=spec.name, kind=Message(f"kind-{spec.kind}"), required=", ".join(spec.required),
+                    optional=Message("format-optional", fields=", ".join(spec.optional)) if spec.optional else "")
+            for spec in FORMATS.values()]
 
 
 def detect_format(rows, file: str = "", line: int = 0) -> str:
@@ -483,11 +484,10 @@ def detect_format(rows, file: str = "", line: int = 0) -> str:
         order = list(FORMATS)
         return max(votes, key=lambda name: (votes[name], -order.index(name)))
     if first is None:
-        seen = f"no row among the first ones is a JSON object; the first is {describe(first_any)}"
+        seen = Message("format-detect-no-object", value=describe(first_any))
     else:
-        seen = f"fields in the first row: {', '.join(map(str, first)) or '(none)'}"
-    message = (f"unknown data format: no supported format matches ({seen}).\n"
-               f"Supported formats and their required fields:\n{_supported_text()}")
+        seen = Message("format-detect-fields", fields=", ".join(map(str, first)) or Message("value-none"))
+    message = Message("format-unknown", seen=seen, formats=_supported_lines())
     raise UnknownFormatError([DataIssue(file, line, "", message)])
 
 
@@ -504,8 +504,7 @@ def open_records(path: str | os.PathLike, format: str = "auto") -> tuple[str, It
     except UnknownFormatError:
         unreadable = [DataIssue(path, line, "", row.message) for line, row in head if isinstance(row, BadRecord)]
         if unreadable and not any(isinstance(row, dict) for _, row in head):
-            raise UnknownFormatError(unreadable, f"{path}: cannot detect the data format: the first rows cannot "
-                                                 f"be parsed") from None
+            raise UnknownFormatError(unreadable, Message("format-cannot-detect", path=path)) from None
         raise
     return name, chain(head, records)
 

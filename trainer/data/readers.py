@@ -32,6 +32,8 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Iterator, NamedTuple
 
+from ..messages import Message, json_error
+
 SUPPORTED_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
 WRAPPER_KEYS = ("data", "rows", "records", "examples", "instances", "items", "train")
 
@@ -58,6 +60,15 @@ class DataIssue(NamedTuple):
             return f"{where}: field '{self.field}': {self.message}"
         return f"{where}: {self.message}"
 
+    def to_dict(self) -> dict:
+        """The issue as `trainer data check --json` and the web UI's stored reports hold it: its
+        fields, `text` (the English line above) and, for a catalogue message, `i18n` (its
+        `Message.to_json()`, from which the UI shows it in the chosen language)."""
+        record = {**self._asdict(), "text": str(self)}
+        if isinstance(self.message, Message):
+            record["i18n"] = self.message.to_json()
+        return record
+
 
 class DataError(Exception):
     """Data that cannot be used as given. `.issues` lists what is wrong (possibly only the first
@@ -74,6 +85,17 @@ class DataError(Exception):
         if more > 0:
             lines.append(f"... and {more} more")
         super().__init__("\n".join(lines))
+
+    def to_dict(self) -> dict:
+        """The error as JSON: `error` (the English text), `issues` (each `DataIssue.to_dict()`),
+        `issues_total` and, where the summary or else the first issue is a catalogue message,
+        `error_i18n` (its `Message.to_json()`)."""
+        out = {"error": str(self), "issues": [issue.to_dict() for issue in self.issues],
+               "issues_total": self.issues_total}
+        headline = self.summary or (self.issues[0].message if self.issues else "")
+        if isinstance(headline, Message):
+            out["error_i18n"] = headline.to_json()
+        return out
 
 
 class ReadError(DataError):
@@ -111,19 +133,18 @@ def iter_records(path: str | os.PathLike) -> Iterator[Record]:
     ext = os.path.splitext(path)[1].lower()
     reader = _READERS.get(ext)
     if reader is None:
-        raise ReadError(path, f"unsupported file extension {ext or '(none)'!r}; supported: "
-                              f"{', '.join(SUPPORTED_EXTENSIONS)}")
+        raise ReadError(path, Message("read-unsupported-ext", ext=repr(ext) if ext else Message("read-no-ext"),
+                                      supported=", ".join(SUPPORTED_EXTENSIONS)))
     if not os.path.exists(path):
-        raise ReadError(path, "file not found")
+        raise ReadError(path, Message("read-not-found"))
     if not os.path.isfile(path):
-        raise ReadError(path, "not a regular file")
+        raise ReadError(path, Message("read-not-file"))
     if os.path.getsize(path) == 0:
-        raise ReadError(path, "file is empty")
+        raise ReadError(path, Message("read-empty"))
     if reader is not _iter_parquet:
         with open(path, "rb") as f:
             if f.read(2) in _UTF16_BOMS:
-                raise ReadError(path, "the file is UTF-16 (it starts with a UTF-16 byte order mark), not UTF-8; "
-                                      "re-save it as UTF-8", 1)
+                raise ReadError(path, Message("read-utf16"), 1)
     return reader(path)
 
 
@@ -137,14 +158,12 @@ def _utf8_error(path: str, position: int, byte: int) -> ReadError:
                 break
             line += chunk.count(b"\n")
             left -= len(chunk)
-    return ReadError(path, f"not UTF-8: invalid byte 0x{byte:02x} at line {line}, byte {position}; "
-                           f"re-save the file as UTF-8", line)
+    return ReadError(path, Message("read-not-utf8", byte=f"{byte:02x}", line=line, position=position), line)
 
 
 def _nul_error(path: str, line: int) -> ReadError:
     # Valid in UTF-8 but never in JSON or CSV text: this is UTF-16 without a byte order mark, or binary.
-    return ReadError(path, f"NUL byte at line {line}: the file looks like UTF-16 or binary data, not UTF-8 "
-                           f"text; re-save it as UTF-8", line)
+    return ReadError(path, Message("read-nul", line=line), line)
 
 
 def _decode_line(path: str, raw: bytes, offset: int, line: int) -> str:
@@ -186,20 +205,20 @@ def _iter_jsonl(path: str) -> Iterator[Record]:
                 raise json.JSONDecodeError("Extra data after the JSON value", stripped, end)
         except json.JSONDecodeError as e:
             column = e.pos + 1 + (len(text) - len(text.lstrip()))
-            hint = ""
+            hint: str = ""
             if stripped in ("[", "{"):
-                hint = " (this looks like a pretty-printed JSON document; save it with a .json extension)"
+                hint = Message("read-hint-document")
             elif "\r" in stripped[:e.pos + 1] and "\n" not in stripped:
-                hint = (" (the file ends its lines with a bare carriage return, \\r, as old Mac files do; "
-                        "save it with \\n line ends)")
-            yield Record(number, BadRecord(f"malformed JSON at column {column}: {e.msg}{hint}", _start(stripped)))
+                hint = Message("read-hint-cr")
+            yield Record(number, BadRecord(Message("read-json-column", column=column, error=json_error(e.msg),
+                                                   hint=hint), _start(stripped)))
             continue
         except (ValueError, RecursionError) as e:
-            yield Record(number, BadRecord(f"cannot decode the JSON value: {_decode_failure(e)}", _start(stripped)))
+            yield Record(number, BadRecord(Message("read-json-decode", reason=_decode_failure(e)), _start(stripped)))
             continue
         yield Record(number, value)
     if not seen:
-        raise ReadError(path, "file is empty (only blank lines)")
+        raise ReadError(path, Message("read-empty-blank"))
 
 
 class _JsonStream:
@@ -271,12 +290,12 @@ class _JsonStream:
 
     def fail(self, message: str, pos: int | None = None) -> ReadError:
         line, column = self.location(self.pos if pos is None else pos)
-        return ReadError(self.path, f"malformed JSON at line {line}, column {column}: {message}", line)
+        return ReadError(self.path, Message("read-json-at", line=line, column=column, error=message), line)
 
-    def expect(self, char: str, what: str) -> None:
+    def expect(self, char: str, what: Message) -> None:
         got = self.peek()
         if got != char:
-            raise self.fail(f"expected {what}, got {_show_char(got)}")
+            raise self.fail(Message("read-expected", what=what, got=_show_char(got)))
         self.advance(self.pos + 1)
 
     def value(self) -> tuple[int, object]:
@@ -293,9 +312,9 @@ class _JsonStream:
                 if truncated and self.fill(len(self.buf)):
                     continue
                 # a fill that found the end of the file still dropped the consumed text before the value
-                raise self.fail(e.msg, e.pos - (self.base - base)) from None
+                raise self.fail(json_error(e.msg), e.pos - (self.base - base)) from None
             except (ValueError, RecursionError) as e:
-                raise self.fail(f"cannot decode the JSON value: {_decode_failure(e)}") from None
+                raise self.fail(Message("read-json-decode", reason=_decode_failure(e))) from None
             if end >= len(self.buf) and self.fill(len(self.buf)):
                 # A number or literal touching the end of the window may continue in the next chunk.
                 continue
@@ -310,15 +329,15 @@ _DECODER = json.JSONDecoder()
 def _decode_failure(e: Exception) -> str:
     """What json raised besides a syntax error: deep nesting or an integer too long to convert."""
     if isinstance(e, RecursionError):
-        return "nested too deeply"
+        return Message("read-nested")
     digits = re.search(r"value has (\d+) digits", str(e))
     if digits:
-        return f"an integer of {digits.group(1)} digits; at most {sys.get_int_max_str_digits()} can be read"
+        return Message("read-int-digits", digits=int(digits.group(1)), limit=sys.get_int_max_str_digits())
     return str(e)
 
 
 def _show_char(char: str) -> str:
-    return "end of file" if not char else repr(char)
+    return Message("value-end-of-file") if not char else repr(char)
 
 
 _WRAPPER_RE = re.compile(r'\{\s*"(%s)"\s*:\s*\[' % "|".join(WRAPPER_KEYS))
@@ -329,12 +348,12 @@ def _iter_json(path: str) -> Iterator[Record]:
         stream = _JsonStream(path, f)
         first = stream.peek()
         if not first:
-            raise ReadError(path, "file is empty (only whitespace)")
+            raise ReadError(path, Message("read-empty-whitespace"))
         if first == "[":
             stream.advance(stream.pos + 1)
             yield from _json_array(stream)
             if stream.peek():
-                raise stream.fail("unexpected content after the top-level array")
+                raise stream.fail(Message("read-after-array"))
             return
         if first == "{":
             while len(stream.buf) - stream.pos < 4096 and stream.fill():
@@ -345,7 +364,7 @@ def _iter_json(path: str) -> Iterator[Record]:
                 yield from _json_array(stream)
                 _skip_object_rest(stream)
                 if stream.peek():
-                    raise stream.fail("unexpected content after the top-level object")
+                    raise stream.fail(Message("read-after-object"))
                 return
         while stream.peek():
             yield Record(*stream.value())
@@ -354,7 +373,7 @@ def _iter_json(path: str) -> Iterator[Record]:
 def _json_array(stream: _JsonStream) -> Iterator[Record]:
     """Elements of an array whose '[' has been consumed; consumes the closing ']'."""
     if stream.peek() == "]":
-        raise ReadError(stream.path, "the JSON array is empty: no records", stream.line)
+        raise ReadError(stream.path, Message("read-empty-array"), stream.line)
     while True:
         yield Record(*stream.value())
         got = stream.peek()
@@ -362,7 +381,7 @@ def _json_array(stream: _JsonStream) -> Iterator[Record]:
             stream.advance(stream.pos + 1)
             return
         if got != ",":
-            raise stream.fail(f"expected ',' or ']' after an array element, got {_show_char(got)}")
+            raise stream.fail(Message("read-array-separator", got=_show_char(got)))
         stream.advance(stream.pos + 1)
 
 
@@ -374,12 +393,12 @@ def _skip_object_rest(stream: _JsonStream) -> None:
             stream.advance(stream.pos + 1)
             return
         if got != ",":
-            raise stream.fail(f"expected ',' or '}}' in the top-level object, got {_show_char(got)}")
+            raise stream.fail(Message("read-object-separator", got=_show_char(got)))
         stream.advance(stream.pos + 1)
         if stream.peek() != '"':
-            raise stream.fail("expected a key string in the top-level object")
+            raise stream.fail(Message("read-object-key"))
         stream.value()
-        stream.expect(":", "':' after a key")
+        stream.expect(":", Message("read-colon-after-key"))
         stream.value()
 
 
@@ -431,13 +450,13 @@ def _iter_csv(path: str) -> Iterator[Record]:
     try:
         header = next(reader, None)
         if header is None:
-            raise ReadError(path, "file is empty")
+            raise ReadError(path, Message("read-empty"))
         header = [name.strip() for name in header]
         if not any(header):
-            raise ReadError(path, "the CSV header row (line 1) is empty", 1)
+            raise ReadError(path, Message("read-csv-header-empty"), 1)
         twice = next((name for i, name in enumerate(header) if name and name in header[:i]), None)
         if twice is not None:
-            raise ReadError(path, f"the CSV header row (line 1) names column {twice!r} twice", 1)
+            raise ReadError(path, Message("read-csv-column-twice", column=repr(twice)), 1)
         previous = reader.line_num
         seen = False
         while True:
@@ -447,7 +466,7 @@ def _iter_csv(path: str) -> Iterator[Record]:
                 line = previous + 1
                 previous = reader.line_num
                 seen = True
-                yield Record(line, BadRecord(f"malformed CSV: {e}"))
+                yield Record(line, BadRecord(Message("read-csv-malformed", error=str(e))))
                 continue
             if cells is None:
                 break
@@ -457,14 +476,14 @@ def _iter_csv(path: str) -> Iterator[Record]:
                 continue
             seen = True
             if len(cells) != len(header):
-                yield Record(line, BadRecord(f"CSV row has {len(cells)} cells but the header has "
-                                             f"{len(header)}", _start(",".join(cells))))
+                yield Record(line, BadRecord(Message("read-csv-cells", cells=len(cells), columns=len(header)),
+                                             _start(",".join(cells))))
                 continue
             yield Record(line, {name: _decode_cell(name, cell) for name, cell in zip(header, cells)})
     except csv.Error as e:
-        raise ReadError(path, f"malformed CSV near line {reader.line_num}: {e}", reader.line_num) from None
+        raise ReadError(path, Message("read-csv-near", line=reader.line_num, error=str(e)), reader.line_num) from None
     if not seen:
-        raise ReadError(path, "the CSV file has a header row but no data rows", 1)
+        raise ReadError(path, Message("read-csv-no-rows"), 1)
 
 
 def _iter_parquet(path: str) -> Iterator[Record]:
@@ -474,7 +493,7 @@ def _iter_parquet(path: str) -> Iterator[Record]:
     try:
         parquet = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises several types for a file that is not Parquet
-        raise ReadError(path, f"not a readable Parquet file: {e}") from None
+        raise ReadError(path, Message("read-parquet-unreadable", error=str(e))) from None
     number = 0
     with parquet:
         batches = parquet.iter_batches(batch_size=1024)
@@ -482,14 +501,14 @@ def _iter_parquet(path: str) -> Iterator[Record]:
             try:
                 batch = next(batches, None)
             except (pa.ArrowException, OSError) as e:
-                raise ReadError(path, f"cannot read the Parquet file after row {number}: {e}") from None
+                raise ReadError(path, Message("read-parquet-after", row=number, error=str(e))) from None
             if batch is None:
                 break
             for row in batch.to_pylist():
                 number += 1
                 yield Record(number, {name: _decode_cell(name, cell) for name, cell in row.items()})
     if number == 0:
-        raise ReadError(path, "the Parquet file has no rows")
+        raise ReadError(path, Message("read-parquet-no-rows"))
 
 
 _READERS: dict[str, Callable[[str], Iterator[Record]]] = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..messages import Message, plural
 from .readers import DataIssue
 
 
@@ -47,20 +48,23 @@ class Example:
 
 
 def describe(value: object) -> str:
+    """What a message says a value is: its kind and (the start of) the value itself."""
     if value is None:
-        return "null"
+        return Message("value-null")
     if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, (int, float)):
-        return f"{type(value).__name__} {value!r}"
+        return Message("value-bool", value=str(value).lower())
+    if isinstance(value, int):
+        return Message("value-int", value=repr(value))
+    if isinstance(value, float):
+        return Message("value-float", value=repr(value))
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"string {shown!r}"
+        return Message("value-string", value=repr(shown))
     if isinstance(value, list):
-        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+        return plural(len(value), "value-items-one", "value-items", n=len(value))
     if isinstance(value, dict):
         keys = ", ".join(repr(k) for k in list(value)[:6])
-        return f"an object with keys {keys}" if value else "an empty object"
+        return Message("value-object", keys=keys) if value else Message("value-empty-object")
     return type(value).__name__
 
 
@@ -73,7 +77,7 @@ class Row:
         self.line = line
         self.issues: list[DataIssue] = []
 
-    def issue(self, field_name: str, message: str) -> None:
+    def issue(self, field_name: str, message: Message) -> None:
         self.issues.append(DataIssue(self.file, self.line, field_name, message))
 
     def get(self, key: str, required: bool = True) -> object:
@@ -82,7 +86,7 @@ class Row:
         value = self.row.get(key)
         if value is None:
             if required:
-                self.issue(key, "required field is missing")
+                self.issue(key, Message("row-missing"))
             return None
         if not required and value == "":
             return None
@@ -91,7 +95,7 @@ class Row:
     def string(self, value: object, name: str) -> str | None:
         if isinstance(value, str):
             return value if self.unicode(value, name) else None
-        self.issue(name, f"expected a string, got {describe(value)}")
+        self.issue(name, Message("row-expected-string", value=describe(value)))
         return None
 
     def unicode(self, text: str, name: str) -> bool:
@@ -101,8 +105,7 @@ class Row:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as e:
-            self.issue(name, f"unpaired surrogate \\u{ord(text[e.start]):04x} at character {e.start + 1}: "
-                             f"not valid Unicode text")
+            self.issue(name, Message("row-surrogate", code=f"{ord(text[e.start]):04x}", position=e.start + 1))
             return False
         return True
 
@@ -111,12 +114,12 @@ class Row:
         if isinstance(value, str):
             return [value] if self.unicode(value, name) else None
         if not isinstance(value, list):
-            self.issue(name, f"expected a string or a list of strings, got {describe(value)}")
+            self.issue(name, Message("row-expected-strings", value=describe(value)))
             return None
         ok = True
         for i, item in enumerate(value):
             if not isinstance(item, str):
-                self.issue(f"{name}[{i}]", f"expected a string, got {describe(item)}")
+                self.issue(f"{name}[{i}]", Message("row-expected-string", value=describe(item)))
                 ok = False
             elif not self.unicode(item, f"{name}[{i}]"):
                 ok = False
@@ -124,24 +127,27 @@ class Row:
 
     def content(self, text: str | None, role: str, name: str) -> None:
         if text is not None and not text.strip() and role != "system":
-            self.issue(name, f"empty {role} turn")
+            self.issue(name, Message("row-empty-turn", role=Message(f"role-{role}")))
 
 
 def check_labels(r: Row, value: object, count: int, name: str, per: str) -> list[bool] | None:
+    """`per` is what each label is for: "turn" or "assistant-turn" (unit-... in the catalogue)."""
+    unit = Message(f"unit-{per}")
     if not isinstance(value, list):
-        r.issue(name, f"expected a list of 0/1 values, one per {per}, got {describe(value)}")
+        r.issue(name, Message("labels-not-list", unit=unit, value=describe(value)))
         return None
     ok = True
     for i, item in enumerate(value):
         if not (isinstance(item, (int, float)) and item in (0, 1)):
-            r.issue(f"{name}[{i}]", f"expected 0 or 1, got {describe(item)}")
+            r.issue(f"{name}[{i}]", Message("labels-not-01", value=describe(item)))
             ok = False
     if len(value) != count:
-        r.issue(name, f"has {len(value)} values but there {'is' if count == 1 else 'are'} {count} "
-                      f"{per}{'s' if count != 1 else ''}; give one 0/1 per {per}")
+        units = Message(f"unit-{per}" if count == 1 else f"unit-{per}s")
+        r.issue(name, plural(count, "labels-count-one", "labels-count", n=len(value), count=count, units=units,
+                             unit=unit))
         return None
     if ok and count and not any(value):
-        r.issue(name, "every turn has label 0: there is nothing to train on")
+        r.issue(name, Message("labels-all-zero"))
         return None
     return [bool(item) for item in value] if ok else None
 

@@ -12,7 +12,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from models.chat_template import TemplateError
+
+from ..messages import Message
 from .formats import Example
+from .readers import DataIssue
 
 HISTOGRAM_BINS = 20
 
@@ -35,7 +39,14 @@ class StatsCollector:
         self.chars_max = 0
         self.lengths = array("q")
 
-    def add(self, example: Example) -> None:
+    def add(self, example: Example) -> list[DataIssue]:
+        """Count the example; a row whose tokens cannot be counted is returned as a problem instead."""
+        length = None
+        if self.token_length is not None:
+            try:
+                length = int(self.token_length(example))
+            except TemplateError as exc:
+                return [DataIssue(example.source, example.line, "messages", Message("row-template", error=str(exc)))]
         replies = [t.content for t in example.messages if t.role == "assistant"]
         turns = sum(1 for t in example.messages if t.role != "system")
         chars = sum(len(t.content) for t in example.messages)
@@ -54,8 +65,9 @@ class StatsCollector:
         self.untrained_turns += sum(1 for t in example.messages if t.role == "assistant" and not t.train)
         self.chars_total += chars
         self.chars_max = max(self.chars_max, chars)
-        if self.token_length is not None:
-            self.lengths.append(int(self.token_length(example)))
+        if length is not None:
+            self.lengths.append(length)
+        return []
 
     def result(self) -> dict:
         rows = self.rows

@@ -101,12 +101,20 @@ def encode_sft(tokenizer, example, max_seq_len: int, truncation: str = "drop_old
     return {"input_ids": ids[:-1], "labels": labels}, truncated
 
 
+def _located(encode, tokenizer, example, *args):
+    """`encode(tokenizer, example, *args)`, a template that cannot render the row named by its file and line."""
+    try:
+        return encode(tokenizer, example, *args)
+    except TemplateError as exc:
+        raise TokenizationError(f"{example.source}:{example.line}: {exc}") from None
+
+
 def encode_sft_examples(tokenizer, examples, max_seq_len: int, truncation: str, what: str = "data.train"):
     """Encode every example; raises TokenizationError when none is usable."""
     features, report = [], EncodeReport()
     for example in examples:
         report.rows += 1
-        encoded, truncated = encode_sft(tokenizer, example, max_seq_len, truncation)
+        encoded, truncated = _located(encode_sft, tokenizer, example, max_seq_len, truncation)
         report.truncated += int(truncated)
         if encoded is None:
             report.skipped += 1
@@ -154,10 +162,13 @@ class PreferenceFeatures:
 
 
 def _reply_ids(tokenizer, messages: list[dict], prompt_ids: list[int], reply: str) -> list[int]:
-    ids, _ = encode_conversation(tokenizer, messages + [{"role": "assistant", "content": reply}])
+    """The learned tokens of `reply` after the prompt: not what a template writes after the reply's
+    end marker (such as a generation prompt it always appends)."""
+    ids, learned = encode_conversation(tokenizer, messages + [{"role": "assistant", "content": reply}])
     if ids[:len(prompt_ids)] != prompt_ids:
         raise TemplateError("the chat template renders a reply in a way that changes its prompt")
-    return ids[len(prompt_ids):]
+    end = max((i + 1 for i in range(len(prompt_ids), len(ids)) if learned[i]), default=len(prompt_ids))
+    return ids[len(prompt_ids):end]
 
 
 def _fit_replies(chosen: list[int], rejected: list[int], room: int) -> tuple[list[int], list[int]]:
@@ -204,7 +215,7 @@ def encode_dpo_examples(tokenizer, examples, max_seq_len: int, max_prompt_len: i
     features, report = [], EncodeReport()
     for example in examples:
         report.rows += 1
-        encoded, truncated = encode_dpo(tokenizer, example, max_seq_len, max_prompt_len, truncation)
+        encoded, truncated = _located(encode_dpo, tokenizer, example, max_seq_len, max_prompt_len, truncation)
         report.truncated += int(truncated)
         if encoded is None:
             report.skipped += 1

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..messages import Message, plural
 from .formats import FORMATS, Example, open_records, try_convert
 from .readers import DataError, DataIssue
 
@@ -41,21 +42,21 @@ class Report:
     def rows_skipped(self) -> int:
         return self.rows_invalid if self.skip_invalid else 0
 
-    def summary(self) -> str:
-        text = (f"{self.rows_total} row{_s(self.rows_total)}: {self.rows_valid} valid, "
-                f"{self.rows_invalid} invalid")
-        return text + (f" ({self.rows_skipped} skipped)" if self.rows_skipped else "")
+    def summary(self) -> Message:
+        skipped = Message("report-skipped", n=self.rows_skipped) if self.rows_skipped else ""
+        return plural(self.rows_total, "report-rows-one", "report-rows", rows_total=self.rows_total,
+                      rows_valid=self.rows_valid, rows_invalid=self.rows_invalid, skipped=skipped)
 
     def error(self) -> DataError | None:
         """The DataError describing why the file is refused, or None when it is ok."""
         if self.ok:
             return None
         if self.rows_valid == 0:
-            reason = "no valid rows"
+            reason = Message("report-no-valid")
         else:
-            reason = f"invalid rows refuse the file (skip_invalid would use the {self.rows_valid} valid rows)"
-        return DataError(self.issues, f"{self.path} (format {self.format}): {self.summary()}; {reason}",
-                         self.issues_total)
+            reason = Message("report-invalid-refuse", n=self.rows_valid)
+        summary = Message("report-refused", path=self.path, format=self.format, summary=self.summary(), reason=reason)
+        return DataError(self.issues, summary, self.issues_total)
 
     def to_dict(self) -> dict:
         return {
@@ -70,19 +71,16 @@ class Report:
             "rows_invalid": self.rows_invalid,
             "rows_skipped": self.rows_skipped,
             "issues_total": self.issues_total,
-            "issues": [{**issue._asdict(), "text": str(issue)} for issue in self.issues],
+            "issues": [issue.to_dict() for issue in self.issues],
         }
-
-
-def _s(n: int) -> str:
-    return "" if n == 1 else "s"
 
 
 def validate_file(path: str | os.PathLike, format: str = "auto", skip_invalid: bool = False,
                   max_issues_kept: int = 200,
                   on_example: Callable[[Example], None] | None = None) -> Report:
     """Check every row of the file. `on_example` is called with each valid example as it is read
-    (for statistics or collection) so one pass serves both."""
+    (for statistics or collection) so one pass serves both; problems it returns (a row the model's
+    chat template cannot render, say) make the row invalid."""
     path = os.fspath(path)
     name, records = open_records(path, format)
     report = Report(path, name, FORMATS[name].kind, detected=format == "auto", skip_invalid=skip_invalid)
@@ -90,10 +88,10 @@ def validate_file(path: str | os.PathLike, format: str = "auto", skip_invalid: b
         report.rows_total += 1
         example, issues = try_convert(row, name, path, line)
         if example is not None:
-            report.rows_valid += 1
-            if on_example is not None:
-                on_example(example)
-            continue
+            issues = (on_example(example) if on_example is not None else None) or []
+            if not issues:
+                report.rows_valid += 1
+                continue
         report.rows_invalid += 1
         report.issues_total += len(issues)
         room = max_issues_kept - len(report.issues)
