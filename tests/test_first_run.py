@@ -110,11 +110,11 @@ def test_the_zip_is_built_step_by_step_and_offered(ctx, tmp_path, monkeypatch):
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "spool"))
     job = completed_lora_job(ctx)
-    steps = list(job_output.make_zip(ctx, job.id, "en"))
+    steps = list(job_output.make_zip(ctx, job.id))
     assert shown(steps[0].note).startswith("Building the zip") and steps[0].download["visible"] is False
     assert f"first-{job.id}-adapter.zip" in steps[-1].note and steps[-1].download["visible"] is True
     assert steps[-1].download["value"].startswith(str(tmp_path / "spool" / "downloads"))
-    failed = list(job_output.make_zip(ctx, ctx.store.create_job({"method": "sft"}).id, "en"))
+    failed = list(job_output.make_zip(ctx, ctx.store.create_job({"method": "sft"}).id))
     assert shown(failed[-1].note).startswith("✗ Cannot build the zip: ") and "not completed" in failed[-1].note
 
 
@@ -125,7 +125,7 @@ def test_a_finished_export_is_offered_as_a_zip(ctx, tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "spool"))
     job = completed_lora_job(ctx)
     assert export_tab.download_view(ctx, job.id).zip["visible"] is False  # not exported yet
-    assert shown(list(export_tab.make_zip(ctx, job.id, "en"))[-1].zip_note).endswith("has no finished export")
+    assert shown(list(export_tab.make_zip(ctx, job.id))[-1].zip_note).endswith("has no finished export")
     export = job.paths.export
     export.mkdir()
     for name in ("config.json", "model.safetensors", "tokenizer.model"):
@@ -133,6 +133,6 @@ def test_a_finished_export_is_offered_as_a_zip(ctx, tmp_path, monkeypatch):
     atomic_write_json(job.paths.export_state, {"out_dir": str(export), "pid": 1, "exit_code": 0})
     offer = export_tab.download_view(ctx, job.id)
     assert offer.zip["visible"] is True and offer.download["visible"] is False
-    steps = list(export_tab.make_zip(ctx, job.id, "en"))
+    steps = list(export_tab.make_zip(ctx, job.id))
     assert f"first-{job.id}-export.zip" in steps[-1].zip_note and steps[-1].download["visible"] is True
     assert export_tab.download_view(ctx, job.id).download["value"] == steps[-1].download["value"]

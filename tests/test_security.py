@@ -221,13 +221,13 @@ def _job_handlers(ctx):
 
     refused = "invalid job id"
     return [
-        ("jobs.stop", lambda i: jobs_tab.stop(ctx, i, "en"), refused),
-        ("jobs.resume", lambda i: jobs_tab.resume(ctx, i, "en"), refused),
+        ("jobs.stop", lambda i: jobs_tab.stop(ctx, i), refused),
+        ("jobs.resume", lambda i: jobs_tab.resume(ctx, i), refused),
         ("jobs.ask_delete", lambda i: jobs_tab.ask_delete(ctx, i, "en")[2], refused),
         ("jobs.delete", lambda i: jobs_tab.delete(ctx, i, "en")[1], refused),
         ("jobs.render", lambda i: jobs_tab.render(ctx, i, None, "en")[0], "No jobs yet"),
-        ("export.start", lambda i: export_tab.start(ctx, i, "", "en")[0], refused),
-        ("export.status", lambda i: export_tab.status_view(ctx, i, "en")[0], ""),
+        ("export.start", lambda i: export_tab.start(ctx, i, "")[0], refused),
+        ("export.status", lambda i: export_tab.status_view(ctx, i)[0], ""),
     ]
 
 
@@ -242,8 +242,8 @@ def _data_and_chat_handlers(ctx):
         ("data.add", lambda i: data_tab.add_to(ctx, i, None, "train", "en")[1], pick),
         ("data.ask_delete", lambda i: data_tab.ask_delete(ctx, i, "en")[2], pick),
         ("data.delete", lambda i: data_tab.do_delete(ctx, i, "en")[3], ""),
-        ("chat.load", lambda i: list(chat_tab.load(ctx, i, "en"))[-1], "is not a checkpoint of this studio"),
-        ("chat.unload", lambda i: chat_tab.unload(ctx, i, "en"), "Not loaded"),
+        ("chat.load", lambda i: list(chat_tab.load(ctx, i))[-1], "is not a checkpoint of this studio"),
+        ("chat.unload", lambda i: chat_tab.unload(ctx, i), "Not loaded"),
     ]
 
 

@@ -526,8 +526,8 @@ def test_jobs_view_and_actions(ctx):
     out = jobs_tab.render(ctx, job.id, None, "en")
     assert "number 1 in the queue, waiting for cpu" in out.header
     assert "waiting to start" in out.progress
-    assert shown(jobs_tab.resume(ctx, job.id, "en")).startswith("Cannot do that: ")
-    assert shown(jobs_tab.stop(ctx, job.id, "en")) == f"Stopping {job.id}: it finishes its step and saves a checkpoint."
+    assert shown(jobs_tab.resume(ctx, job.id)).startswith("Cannot do that: ")
+    assert shown(jobs_tab.stop(ctx, job.id)) == f"Stopping {job.id}: it finishes its step and saves a checkpoint."
     assert ctx.store.get_job(job.id).state == "stopped"
     deleted = jobs_tab.delete(ctx, job.id, "en")
     assert ctx.store.list_jobs() == [] and deleted.select["value"] is None

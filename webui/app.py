@@ -92,8 +92,8 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
         def dataset_list(dataset_id, lang_value):
             return data.updates(data_tab.refresh_list(ctx, dataset_id, lang_value))
 
-        def export_choice(job_id, lang_value):
-            return export.updates(export_tab.refresh(ctx, job_id, lang_value))
+        def export_choice(job_id):
+            return export.updates(export_tab.refresh(ctx, job_id))
 
         # A language switch relabels every catalogued component and re-renders what handlers wrote.
         # Relabelling several hundred components takes the page seconds: the switch itself shows it is busy.
@@ -104,7 +104,7 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
             .then(dataset_list, [data.select, lang], data.outputs(data_tab.Listing))
 
         data_tab_ui.select(dataset_list, [data.select, lang], data.outputs(data_tab.Listing), show_progress="hidden")
-        export_tab_ui.select(export_choice, [export.job, lang], export.outputs(export_tab.ExportChoice),
+        export_tab_ui.select(export_choice, export.job, export.outputs(export_tab.ExportChoice),
                              show_progress="hidden")
 
         # The Jobs and Export monitors poll only while their tab is shown. Only a click on a tab fires
@@ -121,7 +121,7 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
             accept = (request.headers.get("accept-language", "") if request else "").lower()
             lang_value = "zh" if accept.startswith("zh") else DEFAULT_LANG
             return {lang: lang_value, **dataset_list(None, lang_value), **jobs_tab.on_load(ctx, jobs, lang_value),
-                    **export_choice(None, lang_value)}
+                    **export_choice(None)}
 
         loaded = demo.load(on_load, None, [lang, *data.outputs(data_tab.Listing), *jobs.tick_outputs(),
                                            *export.outputs(export_tab.ExportChoice)], show_progress="hidden") \

@@ -127,7 +127,7 @@ def error_message(text: str) -> dict:
     return {"role": "assistant", "content": text, "metadata": {"title": "⚠️", "status": "done"}}
 
 
-def describe(ctx: StudioContext, checkpoint: str, lang: str) -> str:
+def describe(ctx: StudioContext, checkpoint: str) -> str:
     if not checkpoint:
         return ""
     client = ctx.models.client(checkpoint)
@@ -141,7 +141,7 @@ def describe(ctx: StudioContext, checkpoint: str, lang: str) -> str:
                 thinking=Phrase("msg-chat-yes" if card.get("thinking") else "msg-chat-no"))
 
 
-def load(ctx: StudioContext, checkpoint: str, lang: str):
+def load(ctx: StudioContext, checkpoint: str):
     if not checkpoint:
         yield said("msg-chat-pick")
         return
@@ -155,13 +155,13 @@ def load(ctx: StudioContext, checkpoint: str, lang: str):
     except ChatError as exc:
         yield said("msg-chat-load-failed", error=str(exc))
         return
-    yield describe(ctx, checkpoint, lang)
+    yield describe(ctx, checkpoint)
 
 
-def unload(ctx: StudioContext, checkpoint: str, lang: str) -> str:
+def unload(ctx: StudioContext, checkpoint: str) -> str:
     if checkpoint:
         ctx.models.unload(checkpoint)
-    return describe(ctx, checkpoint, lang)
+    return describe(ctx, checkpoint)
 
 
 def send(ctx: StudioContext, text: str, histories: list[list[dict]], checkpoints: list[str], settings: list,
@@ -223,12 +223,12 @@ def add_event(history: list[dict], reply: dict, event: Delta | ChatError, lang: 
 
 def connect(ctx: StudioContext, tab: ChatTab, lang: gr.Radio) -> None:
     def chosen(side: ChatSide, checkpoint: str, lang_value: str) -> dict:
-        return {side.status: describe(ctx, checkpoint, lang_value),
+        return {side.status: describe(ctx, checkpoint),
                 side.bot: gr.Chatbot(label=bot_label(ctx, checkpoint, lang_value))}
 
     for index, side in enumerate(tab.sides):
-        side.load.click(partial(load, ctx), [side.model, lang], side.status)
-        side.unload.click(partial(unload, ctx), [side.model, lang], side.status)
+        side.load.click(partial(load, ctx), side.model, side.status)
+        side.unload.click(partial(unload, ctx), side.model, side.status)
         side.model.change(partial(chosen, side), [side.model, lang], [side.status, side.bot], show_progress="hidden")
         # A job finished since the page loaded is offered as soon as the list is opened.
         side.model.focus(partial(refreshed_choices, ctx, index > 0), lang, side.model)

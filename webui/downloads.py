@@ -62,7 +62,7 @@ def button(path: Path | None):
     return gr.update(value=str(path), visible=True) if path else gr.update(value=None, visible=False)
 
 
-def zip_steps(make: Callable[[], Path], lang: str) -> Iterator[tuple[str, Any]]:
+def zip_steps(make: Callable[[], Path]) -> Iterator[tuple[str, Any]]:
     """(note, download button) while `make` builds an archive, then once it is ready or failed."""
     yield said("msg-zip-building"), button(None)
     try:

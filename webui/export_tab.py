@@ -88,7 +88,7 @@ def completed_choices(ctx: StudioContext) -> list[tuple[str, str]]:
             for job in ctx.store.list_jobs(refresh=False) if job.state == COMPLETED]
 
 
-def status_view(ctx: StudioContext, job_id: str | None, lang: str) -> ExportView:
+def status_view(ctx: StudioContext, job_id: str | None) -> ExportView:
     """The status line and the log box of the job's last export."""
     if not job_id:
         return ExportView(said("msg-export-none") if not completed_choices(ctx) else "", log_html([]))
@@ -117,7 +117,7 @@ def download_view(ctx: StudioContext, job_id: str | None) -> ExportDownload:
     return ExportDownload(gr.update(visible=True), downloads.button(downloads.ready(ctx.store, job, status.out_dir)))
 
 
-def make_zip(ctx: StudioContext, job_id: str | None, lang: str):
+def make_zip(ctx: StudioContext, job_id: str | None):
     """The zip of the job's finished export, step by step (webui.downloads.zip_steps)."""
     def archive():
         status = ctx.exports.status(job_id) if job_id else None
@@ -125,47 +125,47 @@ def make_zip(ctx: StudioContext, job_id: str | None, lang: str):
             raise ValueError(f"job {job_id} has no finished export")
         return downloads.archive(ctx.store, job_id, export_dir=status.out_dir)
 
-    for note, download in downloads.zip_steps(archive, lang):
+    for note, download in downloads.zip_steps(archive):
         yield Zipped(note, download)
 
 
-def refresh(ctx: StudioContext, current: str | None, lang: str) -> ExportChoice:
+def refresh(ctx: StudioContext, current: str | None) -> ExportChoice:
     choices = completed_choices(ctx)
     ids = [value for _, value in choices]
     chosen = current if current in ids else (ids[0] if ids else None)
-    view = status_view(ctx, chosen, lang)
+    view = status_view(ctx, chosen)
     return ExportChoice(gr.update(choices=choices, value=chosen), view.status, view.log)
 
 
-def start(ctx: StudioContext, job_id: str | None, out_text: str, lang: str) -> ExportView:
+def start(ctx: StudioContext, job_id: str | None, out_text: str) -> ExportView:
     if not job_id:
         return ExportView(said("msg-export-none"), gr.skip())
     try:
         ctx.exports.start(job_id, out_text)
     except (ExportError, JobError, ValueError) as e:
         return ExportView(said("msg-export-refused", error=str(e)), gr.skip())
-    return status_view(ctx, job_id, lang)
+    return status_view(ctx, job_id)
 
 
 def connect(ctx: StudioContext, tab: ExportTab, lang: gr.Radio) -> None:
-    def poll(job_id, shown, lang_value):
+    def poll(job_id, shown):
         # the download offer walks the export's files: only when the export's status has changed
-        view = status_view(ctx, job_id, lang_value)
-        key = (job_id, lang_value, *view)
+        view = status_view(ctx, job_id)
+        key = (job_id, *view)
         if key == shown:
             return gr.skip()
         return {**tab.updates(view), **tab.updates(download_view(ctx, job_id)), tab.shown: key}
 
-    def zipped(job_id, lang_value):
-        for step in make_zip(ctx, job_id, lang_value):
+    def zipped(job_id):
+        for step in make_zip(ctx, job_id):
             yield tab.updates(step)
 
     polled = [*tab.outputs(ExportView), *tab.outputs(ExportDownload), tab.shown]
-    tab.timer.tick(poll, [tab.job, tab.shown, lang], polled, show_progress="hidden", concurrency_limit=None)
-    tab.job.input(lambda j, lg: {**tab.updates(status_view(ctx, j, lg)), **tab.updates(download_view(ctx, j)),
+    tab.timer.tick(poll, [tab.job, tab.shown], polled, show_progress="hidden", concurrency_limit=None)
+    tab.job.input(lambda j: {**tab.updates(status_view(ctx, j)), **tab.updates(download_view(ctx, j)),
                                  tab.zip_note: ""},
-                  [tab.job, lang], [*tab.outputs(ExportView), *tab.outputs(ExportDownload), tab.zip_note])
+                  tab.job, [*tab.outputs(ExportView), *tab.outputs(ExportDownload), tab.zip_note])
     # archives are written one at a time: several at once would only share the disk's speed
-    tab.zip.click(zipped, [tab.job, lang], tab.outputs(Zipped), concurrency_id="archive", concurrency_limit=1)
-    tab.start.click(lambda j, d, lg: tab.updates(start(ctx, j, d, lg)), [tab.job, tab.out_dir, lang],
+    tab.zip.click(zipped, tab.job, tab.outputs(Zipped), concurrency_id="archive", concurrency_limit=1)
+    tab.start.click(lambda j, d: tab.updates(start(ctx, j, d)), [tab.job, tab.out_dir],
                     tab.outputs(ExportView))

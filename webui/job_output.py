@@ -97,8 +97,8 @@ def chat_with(ctx: StudioContext, job_id: str | None, lang: str) -> tuple[Any, A
     return gr.Tabs(selected="chat"), gr.update(choices=choices, value=output), ""
 
 
-def make_zip(ctx: StudioContext, job_id: str | None, lang: str):
-    for note, download in downloads.zip_steps(partial(downloads.archive, ctx.store, job_id), lang):
+def make_zip(ctx: StudioContext, job_id: str | None):
+    for note, download in downloads.zip_steps(partial(downloads.archive, ctx.store, job_id)):
         yield Zipped(note, download)
 
 
@@ -113,16 +113,16 @@ def connect(ctx: StudioContext, panel: OutputPanel, job: gr.Dropdown, jobs_timer
         timers = {jobs_timer: gr.Timer(active=False), export.timer: gr.Timer(active=False)} if note == "" else {}
         return {tabs: selected, chat_model: model, panel.note: note, **timers}
 
-    def export_it(job_id, lang_value):
-        return {tabs: gr.Tabs(selected="export"), **export.updates(export_tab.refresh(ctx, job_id, lang_value)),
+    def export_it(job_id):
+        return {tabs: gr.Tabs(selected="export"), **export.updates(export_tab.refresh(ctx, job_id)),
                 jobs_timer: gr.Timer(active=False), export.timer: gr.Timer(active=True)}
 
-    def zipped(job_id, lang_value):
-        for step in make_zip(ctx, job_id, lang_value):
+    def zipped(job_id):
+        for step in make_zip(ctx, job_id):
             yield panel.updates(step)
 
     panel.chat.click(chat, [job, lang], [tabs, chat_model, panel.note, jobs_timer, export.timer])
-    panel.export.click(export_it, [job, lang], [tabs, *export.outputs(export_tab.ExportChoice), jobs_timer,
+    panel.export.click(export_it, job, [tabs, *export.outputs(export_tab.ExportChoice), jobs_timer,
                                                 export.timer])
     # archives are written one at a time: several at once would only share the disk's speed
-    panel.zip.click(zipped, [job, lang], panel.outputs(Zipped), concurrency_id="archive", concurrency_limit=1)
+    panel.zip.click(zipped, job, panel.outputs(Zipped), concurrency_id="archive", concurrency_limit=1)

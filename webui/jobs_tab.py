@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import gradio as gr
@@ -325,7 +326,7 @@ def tick(ctx: StudioContext, tab: JobsTab, current: str | None, watch: dict | No
 
 # -- actions -----------------------------------------------------------------------------------------
 
-def stop(ctx: StudioContext, job_id: str | None, lang: str) -> str:
+def stop(ctx: StudioContext, job_id: str | None) -> str:
     try:
         ctx.store.request_stop(job_id)
     except (JobError, ValueError) as e:
@@ -334,7 +335,7 @@ def stop(ctx: StudioContext, job_id: str | None, lang: str) -> str:
     return said("msg-jobs-stopping", id=job_id)
 
 
-def resume(ctx: StudioContext, job_id: str | None, lang: str) -> str:
+def resume(ctx: StudioContext, job_id: str | None) -> str:
     try:
         ctx.store.enqueue_resume(job_id)
     except (JobError, ValueError) as e:
@@ -374,8 +375,8 @@ def connect(ctx: StudioContext, tab: JobsTab, lang: gr.Radio) -> None:
                    concurrency_limit=None, api_name="tick")  # bench/load_watch.py calls it
     tab.select.change(lambda j, lg: tab.updates(render(ctx, j, None, lg)), [tab.select, lang],
                       tab.outputs(MonitorView), show_progress="hidden")
-    tab.stop.click(lambda j, lg: stop(ctx, j, lg), [tab.select, lang], tab.action_status)
-    tab.resume.click(lambda j, lg: resume(ctx, j, lg), [tab.select, lang], tab.action_status)
+    tab.stop.click(partial(stop, ctx), tab.select, tab.action_status)
+    tab.resume.click(partial(resume, ctx), tab.select, tab.action_status)
     tab.delete.click(lambda j, lg: tab.updates(ask_delete(ctx, j, lg)), [tab.select, lang],
                      tab.outputs(DeleteQuestion))
     tab.cancel.click(lambda: gr.update(visible=False), None, tab.confirm_row)
