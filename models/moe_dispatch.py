@@ -247,9 +247,12 @@ class PortableMoeMixin:
         weights_sorted = paddle.gather(routing.weights.reshape([-1]), order).astype(x.dtype).unsqueeze(-1)
         outputs, start = [], 0
         for expert, count in zip(self.experts, kept_counts):
-            if count:
-                outputs.append(expert(tokens_sorted[start : start + count]))
-                start += count
+            # An expert no token chose still runs, on no rows: its gradient is zero rather than
+            # missing, as with the fused kernels, so the optimizer keeps a state for every expert
+            # (a checkpoint taken before an expert's first token resumes) and data-parallel ranks
+            # reduce the same gradients.
+            outputs.append(expert(tokens_sorted[start : start + count]))
+            start += count
         combined = paddle.zeros_like(x)
         if outputs:
             combined = combined.index_add(token_index, 0, paddle.concat(outputs, axis=0) * weights_sorted)

@@ -8,6 +8,7 @@ import numpy as np
 import paddle
 
 from tests.conftest import exact_answer_rate, example_config, read_metrics, run_trainer
+from trainer.jobfiles import read_status
 
 
 def test_untuned_base_knows_none_of_the_answers(tiny_moe_dir):
@@ -139,3 +140,17 @@ for batch in loader:
     assert result.returncode == 1
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "failed" and "building a batch failed: ValueError: row 3 has no tokens" in status["error"]
+
+
+def test_full_sft_resumes_from_a_checkpoint_taken_before_every_expert_saw_a_token(workdir, tiny_moe_dir):
+    """One 16-token row leaves experts unchosen by step 1: they still get a (zero) gradient, so the
+    optimizer state saved there covers every expert and the resumed run can load it."""
+    job_dir = workdir / "jobs" / "resume-unchosen-experts"
+    config = example_config("tiny_sft_full.yaml", **{"optim.max_steps": 1, "logging.save_steps": 1,
+                                                      "optim.per_device_batch_size": 1, "data.max_seq_len": 16})
+    first = run_trainer(config, job_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    config["optim"]["max_steps"] = 3
+    resumed = run_trainer(config, job_dir, "--resume")
+    assert resumed.returncode == 0, (job_dir / "train.log").read_text()[-3000:]
+    assert read_status(job_dir)["step"] == 3
