@@ -249,3 +249,50 @@ def test_data_check_json_reports_a_model_that_cannot_load(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     report = json.loads(done.stdout)
     assert not report["ok"] and report["error"].startswith(f"--model: cannot load the tokenizer of {broken}")
+
+
+@needs_real
+def test_thinking_rows_train_and_chat_with_the_released_thinking_template(workdir, tiny_moe_dir, tmp_path):
+    """The tiny MoE given the released thinking template (model.template auto keeps it) learns
+    thinking rows and answers through the model server with its reasoning apart, also when the
+    question follows an earlier exchange, whose reasoning that template drops."""
+    import openai
+
+    from models.server_process import ModelServer
+    from tests.conftest import example_config, run_trainer, sample_conversations
+
+    model = shutil.copytree(tiny_moe_dir, tmp_path / "tiny-thinking-released")
+    checkpoint_with_template(tiny_moe_dir, model, released_template("thinking"))
+    thought = "I remember this from training."
+    conversations = sample_conversations()[:20]
+    data = tmp_path / "thinking.jsonl"
+    thinking = [c[:-1] + [{"role": "assistant", "content": f"<think>\n{thought}\n</think>\n\n{c[-1]['content']}"}]
+                for c in conversations]
+    # the same questions after an earlier exchange, as the template renders a follow-up
+    turns = lambda messages: [m for m in messages if m["role"] != "system"]  # noqa: E731
+    follow_ups = [turns(earlier) + turns(row) for earlier, row in zip(conversations[10:], thinking[:10])]
+    data.write_text("".join(json.dumps({"messages": row}, ensure_ascii=False) + "\n"
+                            for row in thinking + follow_ups), encoding="utf-8")
+    config = example_config("tiny_sft_full.yaml", **{"model.name_or_path": str(model), "data.max_seq_len": 320,
+                                                      "optim.num_train_epochs": 30})
+    config["data"]["train"] = [{"path": str(data), "format": "messages"}]
+    job_dir = workdir / "jobs" / "thinking-released"
+    result = run_trainer(config, job_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    server = ModelServer(str(job_dir / "output"), name="released-thinking", log_path=tmp_path / "serve.log")
+    server.start()
+    try:
+        client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="none")
+        ask = lambda messages: client.chat.completions.create(  # noqa: E731
+            model="released-thinking", messages=messages, temperature=0, max_tokens=100).choices[0].message
+        answers = [ask(c[:-1]) for c in conversations]
+        assert all(a.model_extra["reasoning_content"] == thought for a in answers)
+        exact = sum(a.content == c[-1]["content"].strip() for a, c in zip(answers, conversations))
+        assert exact >= 0.5 * len(conversations)
+        answers = [ask(row[:-1]) for row in follow_ups]
+        assert all(a.model_extra["reasoning_content"] == thought for a in answers)
+        exact = sum(a.content == c[-1]["content"].strip() for a, c in zip(answers, conversations))
+        assert exact >= 0.5 * len(follow_ups)
+    finally:
+        server.stop()

@@ -24,6 +24,8 @@ from models.checkpoints import (
 )
 from plumbing.files import atomic_write_text
 from trainer.config import ConfigError, RunConfig
+from trainer.data.readers import DataError
+from trainer.data.tokenize import TokenizationError
 from trainer.jobfiles import (
     COMPLETED, FAILED, RUNNING, STOPPED, JobPaths, checkpoint_step, read_status, stop_requested, write_status,
 )
@@ -495,7 +497,7 @@ def run(cfg: RunConfig, job_dir: Path, resume: bool = False) -> int:
     try:
         state = train(cfg, paths, resume, stop)
     except Exception as exc:  # every failure must reach status.json with its message
-        if isinstance(exc, (ConfigError, ModelNotFound)):
+        if isinstance(exc, (ConfigError, ModelNotFound, DataError, TokenizationError)):
             # a refusal that names its reason; where in the code it was raised tells the user nothing
             print(f"[studio] {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         else:
