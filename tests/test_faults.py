@@ -336,7 +336,7 @@ def test_a_model_server_killed_mid_reply_is_an_error_and_loading_again_recovers(
         # well under the client's 300 s read timeout: it saw the connection break, it did not time out
         assert killed_at is not None and time.monotonic() - killed_at < 60, "the client noticed at once"
         assert "model server" in str(failure.value) and client.base_url in str(failure.value), failure.value
-        status = shown(describe(ctx, checkpoint, "en"))  # at once: the dead process may not even be reaped yet
+        status = shown(describe(ctx, checkpoint))  # at once: the dead process may not even be reaped yet
         assert status == "Not loaded: press Load." or status.startswith("The model server failed"), status
         wait_until(lambda: ctx.models.client(checkpoint) is None, 60, "the manager to forget the dead server")
         assert ctx.models.loaded() == []
@@ -355,7 +355,7 @@ def test_a_model_server_killed_mid_reply_is_an_error_and_loading_again_recovers(
         assert history[-2]["role"] == "assistant" and len(history[-2]["content"]) > 20, "the reply so far stays"
         assert history[-1]["metadata"]["title"] == "⚠️", history[-1]
         assert history[-1]["content"].startswith("The model server failed: the model server at"), history[-1]
-        wait_until(lambda: shown(describe(ctx, checkpoint, "en")) == "Not loaded: press Load.", 60,
+        wait_until(lambda: shown(describe(ctx, checkpoint)) == "Not loaded: press Load.", 60,
                    "the Chat tab to show the model as not loaded")
 
         assert shown(list(load(ctx, checkpoint, "en"))[-1]).startswith("Loaded: context 2048 tokens")
