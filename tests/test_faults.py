@@ -358,7 +358,7 @@ def test_a_model_server_killed_mid_reply_is_an_error_and_loading_again_recovers(
         wait_until(lambda: shown(describe(ctx, checkpoint)) == "Not loaded: press Load.", 60,
                    "the Chat tab to show the model as not loaded")
 
-        assert shown(list(load(ctx, checkpoint, "en"))[-1]).startswith("Loaded: context 2048 tokens")
+        assert shown(list(load(ctx, checkpoint))[-1]).startswith("Loaded: context 2048 tokens")
         reply = ctx.models.client(checkpoint).complete(question, temperature=0, max_tokens=8)
         assert reply.content and reply.finish_reason == "length"
     finally:
