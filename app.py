@@ -123,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     # (jobs are detached and keep running).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        # No run history: Gradio would keep the inputs and outputs of the last 100 events (the whole
+        # form each time, megabytes) in the browser's localStorage and write all of it again on every
+        # event, seconds of the page's time per form change once the history has filled.
         demo.launch(server_name=args.host, server_port=args.port, auth=auth, max_file_size=ctx.max_upload_bytes,
                     css=CSS, ssr_mode=False, allowed_paths=[str(workdir / "configs")], show_error=True,
-                    footer_links=["api", "gradio", "settings"])
+                    footer_links=["api", "gradio", "settings"], run_history=False)
     finally:
         ctx.scheduler.stop()
         ctx.models.stop_all()

@@ -101,6 +101,17 @@ TABLE = {
         Row("Jobs monitor `/tick` p50 ms: 20 clients / 1 client", "p50_ms", "baseline_p50_ms"),
         Row("Jobs monitor `/tick` errors, 20 clients", "errors", None, None, "target.errors", "<=", "value"),
     ],
+    "vl_train": [
+        Row("training step s, tiny VL, the shipped VL SFT-LoRA (vision frozen): batch with 224x224 images / "
+            "text-only batch of the same tokens", "lora.vl_step_s", "lora.text_step_s", "lora.vl_over_text",
+            "target", "<="),
+        Row("training step s, tiny VL, full fine-tuning of every part, vision too: the same",
+            "full.vl_step_s", "full.text_step_s", "full.vl_over_text"),
+        Row("images/s: ERNIE-VL image preprocessing, 224x224 photo-like images in memory", "images_per_s"),
+        Row("images/s: the same from JPEG files (open and decode included)", "jpeg_images_per_s"),
+        Row("time to first token s, tiny VL: one image + question / text-only prompt of the same tokens",
+            "image_ttft_s", "text_ttft_s", "ttft_ratio"),
+    ],
     "memory_estimate": [
         *(Row(f"MB at the peak, {label}: memory estimate / measured peak RSS of `trainer run`", f"{case}.estimate_mb",
               f"{case}.peak_rss_mb", f"{case}.ratio")

@@ -2,12 +2,13 @@
 
 Endpoints: `POST /v1/chat/completions` (one JSON reply, or server-sent events ending in
 `data: [DONE]`, with `reasoning_content` for thinking and a usage chunk on
-`stream_options.include_usage`), `GET /v1/models`, `GET /health` (503 while the model loads, 200
+`stream_options.include_usage`; `usage.prompt_tokens_details.image_tokens` counts the prompt's
+image tokens, which `prompt_tokens` includes), `GET /v1/models`, `GET /health` (503 while the model loads, 200
 when it is ready), and FastAPI's `/docs` and `/openapi.json`. Every error, the framework's own
 included, has OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 
 A request body passes `RequestLimits` before the app sees it. Requests are checked on the event
-loop and queued for the model thread, whose events reach the loop through worker threads; a
+loop (their images read on a worker thread, models/chat_images.py) and queued for the model thread, whose events reach the loop through worker threads; a
 client that disconnects from a streamed reply cancels its generation.
 """
 
@@ -27,6 +28,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from models.chat_images import read_images
 from models.chat_request import ChatCompletionRequest, RequestError, parse_chat_request
 
 if TYPE_CHECKING:
@@ -122,13 +124,15 @@ def create_app(host: ModelHost, body_timeout_s: float = BODY_TIMEOUT_S) -> FastA
         if host.state != "ready":
             raise RequestError("the model is still loading; retry when GET /health answers 200", status=503,
                                type_="service_unavailable")
+        if chat.images or chat.marked_text:
+            await anyio.to_thread.run_sync(read_images, chat, host.engine.image_processor, host.local_files)
         generation = host.submit(chat)
         # ("prompt", the encoded prompt) or ("error", why), from the model thread's queue
         kind, value = await anyio.to_thread.run_sync(generation.events.get)
         if kind == "error":
             raise value
         if chat.stream:
-            return StreamingResponse(_events(host.name, generation), media_type="text/event-stream",
+            return StreamingResponse(_events(host.name, generation, value), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         reasoning, content, last = await anyio.to_thread.run_sync(_collect, generation)
         message = {"role": "assistant", "content": content}
@@ -138,7 +142,7 @@ def create_app(host: ModelHost, body_timeout_s: float = BODY_TIMEOUT_S) -> FastA
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": host.name,
             "choices": [{"index": 0, "message": message, "finish_reason": last.finish_reason, "logprobs": None}],
-            "usage": _usage(last),
+            "usage": _usage(last, value),
         })
 
     def openapi() -> dict:
@@ -174,7 +178,7 @@ def _collect(generation: Generation) -> tuple[str, str, object]:
             return "".join(reasoning), "".join(content), value
 
 
-async def _events(name: str, generation: Generation):
+async def _events(name: str, generation: Generation, prompt):
     """The reply as server-sent events: a role chunk, deltas, a finish chunk, usage if asked, [DONE]."""
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": name}
@@ -201,7 +205,7 @@ async def _events(name: str, generation: Generation):
             if value.finish_reason is not None:
                 yield chunk({}, value.finish_reason)
                 if generation.request.include_usage:
-                    yield _event(dict(base, choices=[], usage=_usage(value)))
+                    yield _event(dict(base, choices=[], usage=_usage(value, prompt)))
                 break
         yield b"data: [DONE]\n\n"
     finally:
@@ -230,9 +234,12 @@ def _event(payload: dict) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n\n"
 
 
-def _usage(chunk) -> dict:
+def _usage(chunk, prompt) -> dict:
+    """OpenAI's usage of the last chunk; `prompt_tokens_details.image_tokens` (of the prompt, a
+    models.chat_engine.Prompt) counts each image's patch tokens and its start and end tokens."""
     return {"prompt_tokens": chunk.prompt_tokens, "completion_tokens": chunk.completion_tokens,
-            "total_tokens": chunk.prompt_tokens + chunk.completion_tokens}
+            "total_tokens": chunk.prompt_tokens + chunk.completion_tokens,
+            "prompt_tokens_details": {"image_tokens": prompt.image_tokens}}
 
 
 async def _refused(request: Request, exc: RequestError) -> JSONResponse:

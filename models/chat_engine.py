@@ -18,6 +18,7 @@ import numpy as np
 from models.chat_request import RequestError, SamplingParams
 from models.chat_template import (THINK_OPEN, encode_conversation, end_of_turn_markers, render,
                                   supports_thinking, use_template)
+from models.image_facts import IMAGE_PLACEHOLDER
 from models.text_stream import IncrementalDetokenizer, ReasoningSplitter, StopScanner
 
 DEFAULT_MAX_TOKENS = 512
@@ -35,6 +36,11 @@ class Prompt:
     max_new_tokens: int
     thinking: bool
     dropped_messages: int = 0
+    vision: object = None  # models.vl_inputs.VisionInput of a VL model's prompt
+
+    @property
+    def image_tokens(self) -> int:
+        return self.vision.image_tokens if self.vision is not None else 0
 
 
 @dataclass
@@ -78,9 +84,12 @@ def pick_token(logits: np.ndarray, params: SamplingParams, rng: np.random.Genera
 
 
 class ChatEngine:
-    def __init__(self, model, tokenizer, name: str = "model", context_length: int | None = None):
+    def __init__(self, model, tokenizer, name: str = "model", context_length: int | None = None,
+                 image_processor=None):
         self.model = model
         self.tokenizer = tokenizer
+        # a VL model's images.ImageProcessor; None for a text model, which is sent no images
+        self.image_processor = image_processor
         self.name = name
         self.context_length = context_length or model.config.max_position_embeddings
         self.thinking_supported = supports_thinking(tokenizer)
@@ -96,25 +105,49 @@ class ChatEngine:
              max_model_len: int | None = None, name: str | None = None) -> "ChatEngine":
         from models.loader import load_checkpoint
 
+        from models.checkpoints import VISION_MODEL_TYPES
+        from models.loader import locate_checkpoint
+        from models.vl_inputs import ImageProcessor
+
         model, tokenizer = load_checkpoint(name_or_path, adapter=adapter, dtype=dtype)
         use_template(tokenizer, template)
         context = model.config.max_position_embeddings
         if max_model_len is not None:
             context = min(context, max_model_len)
-        return cls(model, tokenizer, name or name_or_path, context)
+        processor = None
+        if model.config.model_type in VISION_MODEL_TYPES:
+            base, adapter_dir = locate_checkpoint(name_or_path, adapter)
+            # an adapter carries the image sizes it was trained with (trainer/vision.ship_pixel_limits)
+            trained = adapter_dir if adapter_dir and (adapter_dir / "preprocessor_config.json").is_file() else base
+            processor = ImageProcessor(trained)
+        return cls(model, tokenizer, name or name_or_path, context, processor)
+
+    def _encode(self, messages: list[dict], images: list, **kwargs):
+        """(prompt ids, the VL encoding or None) of a conversation."""
+        if self.image_processor is None:
+            if images:
+                raise RequestError(f"model {self.name!r} is a text model and cannot take images; send text only, "
+                                   "or choose an ERNIE 4.5 VL model", param="messages")
+            return encode_conversation(self.tokenizer, messages, **kwargs)[0], None
+        from models.vl_inputs import encode_vl_conversation
+
+        vision = encode_vl_conversation(self.tokenizer, self.image_processor, messages, images, **kwargs)
+        return vision.input_ids, vision
 
     def prepare(self, messages: list[dict], max_tokens: int | None = None, thinking: bool | None = None,
-                truncation: str = "disabled") -> Prompt:
-        """Encode a conversation (ending with a user turn) for generation, fitted to the context."""
+                truncation: str = "disabled", images: list | None = None) -> Prompt:
+        """Encode a conversation (ending with a user turn) for generation, fitted to the context.
+        `images`: PIL images, one per `<image>` placeholder in the messages' text, in order; turns
+        dropped to fit the context take their images with them."""
         if thinking is not None and not self.thinking_supported:
             raise RequestError(f"model {self.name!r} has no thinking mode (its chat template has no <think> "
                                "block); leave chat_template_kwargs.enable_thinking unset",
                                param="chat_template_kwargs.enable_thinking")
         kwargs = {} if thinking is None else {"enable_thinking": thinking}
-        messages = list(messages)
+        messages, images = list(messages), list(images or [])
         dropped = 0
         while True:
-            ids, _ = encode_conversation(self.tokenizer, messages, **kwargs)
+            ids, vision = self._encode(messages, images, **kwargs)
             room = self.context_length - len(ids)
             wanted = max_tokens if max_tokens is not None else 1
             if wanted <= room:
@@ -124,12 +157,15 @@ class ChatEngine:
             if truncation != "auto" or later_user is None:
                 raise ContextLengthError(self._too_long(len(ids), max_tokens, truncation, dropped))
             dropped += later_user - first
+            gone = messages[first:later_user]
+            images = images[sum(str(m.get("content", "")).count(IMAGE_PLACEHOLDER) for m in gone):]
             messages = messages[:first] + messages[later_user:]
         text = render(self.tokenizer, messages, add_generation_prompt=True, **kwargs)
         opened = text.rstrip().endswith(THINK_OPEN)
         thinking_on = self.thinking_supported and (opened or thinking is not False)
         budget = max_tokens if max_tokens is not None else min(room, self.default_max_tokens)
-        return Prompt(ids=ids, text=text, max_new_tokens=budget, thinking=thinking_on, dropped_messages=dropped)
+        return Prompt(ids=ids, text=text, max_new_tokens=budget, thinking=thinking_on, dropped_messages=dropped,
+                      vision=vision)
 
     def _too_long(self, prompt_tokens: int, max_tokens: int | None, truncation: str, dropped: int) -> str:
         asked = f" and max_tokens asks for {max_tokens} more" if max_tokens is not None else ""
@@ -140,17 +176,30 @@ class ChatEngine:
                 f"{prompt_tokens} tokens{where}{asked}: {advice}")
 
     def generate_ids(self, prompt_ids: list[int], params: SamplingParams, max_new_tokens: int,
-                     use_cache: bool = True) -> Iterator[int]:
-        """Token ids as they are chosen, end-of-turn ids included; the caller decides when to stop."""
+                     use_cache: bool = True, vision=None) -> Iterator[int]:
+        """Token ids as they are chosen, end-of-turn ids included; the caller decides when to stop.
+        `vision`: the prompt's VL encoding (models.vl_inputs), for a VL model."""
         import paddle
+
+        from models.vl_inputs import next_token_inputs, prompt_inputs
 
         rng = np.random.default_rng(params.seed)
         seen = np.unique(np.asarray(prompt_ids, dtype=np.int64))
         sequence = list(prompt_ids)
         cache = None
         with paddle.no_grad():
-            for _ in range(max_new_tokens):
-                if use_cache:
+            for step in range(max_new_tokens):
+                if vision is not None:
+                    generated = sequence[len(prompt_ids):]
+                    if not use_cache:
+                        inputs = prompt_inputs(vision, generated)
+                    elif cache is None:
+                        inputs = prompt_inputs(vision)
+                    else:
+                        inputs = next_token_inputs(vision, sequence[-1], step - 1)
+                    out = self.model(**inputs, past_key_values=cache, use_cache=use_cache, return_dict=True)
+                    cache = out.past_key_values if use_cache else None
+                elif use_cache:
                     fresh = sequence if cache is None else sequence[-1:]
                     start = len(sequence) - len(fresh)
                     out = self.model(
@@ -177,7 +226,7 @@ class ChatEngine:
         splitter = ReasoningSplitter(enabled=prompt.thinking, opened=prompt.text.rstrip().endswith(THINK_OPEN))
         generated = 0
         finish = "length"
-        for token in self.generate_ids(prompt.ids, params, prompt.max_new_tokens, use_cache):
+        for token in self.generate_ids(prompt.ids, params, prompt.max_new_tokens, use_cache, prompt.vision):
             if token in self.stop_ids and not params.ignore_eos:
                 finish = "stop"
                 break

@@ -9,10 +9,16 @@ No paddle here: the server checks a request before it reaches the model, and the
 same for every model. Beyond OpenAI's parameters, the body may carry `top_k`,
 `repetition_penalty`, `ignore_eos`, `truncation` ("disabled" refuses a prompt that does not fit;
 "auto" drops the oldest turns) and `chat_template_kwargs: {"enable_thinking": bool}`.
+
+A user message's content parts may be images: `{"type": "image_url", "image_url": {"url": ...}}`
+with a `data:image/...;base64,` URL or a local file's absolute path (or `file://` URL). Each
+becomes an `<image>` placeholder in the message's text and an `ImageRef` naming its part; the
+server reads and checks the images (models/chat_images.py), and never fetches an http(s) URL.
 """
 
 from __future__ import annotations
 
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, Union
@@ -22,10 +28,13 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Di
                       ValidationError, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
+from models.image_facts import IMAGE_PLACEHOLDER, VISION_SPECIAL_TOKENS
+
 ROLES = ("system", "user", "assistant")
 TRUNCATION = ("disabled", "auto")
 MAX_STOP_STRINGS = 4
 MAX_TOKENS = 1 << 31
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 class RequestError(ValueError):
@@ -56,6 +65,16 @@ class SamplingParams:
         return self.temperature == 0
 
 
+@dataclass(frozen=True)
+class ImageRef:
+    """An image a request sends: `kind` "data" (`source` is the data: URL) or "file" (`source` is
+    the absolute path); `param` names its part, e.g. messages[1].content[2].image_url."""
+
+    kind: str
+    source: str
+    param: str
+
+
 @dataclass
 class ChatRequest:
     messages: list[dict]
@@ -65,6 +84,11 @@ class ChatRequest:
     thinking: bool | None = None
     truncation: str = "disabled"
     model: str | None = None
+    images: list[ImageRef] = field(default_factory=list)  # one per <image> placeholder, in order
+    # (param, marker) of each message whose text holds what a VL model reads as an image's place (an
+    # <image> placeholder, the tokens around an image's patches): a VL model refuses it
+    marked_text: list[tuple[str, str]] = field(default_factory=list)
+    loaded_images: list = field(default_factory=list)  # PIL images of `images`, once the server has read them
 
 
 # -- the body, declared -------------------------------------------------------------------------------
@@ -101,21 +125,86 @@ class TextPart(_Body):
     text: Text
 
 
+def image_source(url: str) -> tuple[str, str]:
+    """("data", url) or ("file", absolute path) of an image_url's url, or the reason it is refused;
+    reads nothing."""
+    text = url.strip()
+    if text[:5].lower() == "data:":
+        return "data", text
+    scheme = _URL_SCHEME.match(text)
+    if scheme and len(scheme.group(1)) > 1:  # not a Windows drive letter
+        name = scheme.group(1).lower()
+        if name in ("http", "https"):
+            raise PydanticCustomError("image_url", "the server does not fetch {scheme} URLs; send the image "
+                                      "itself as a data:image/...;base64, URL", {"scheme": name})
+        if name != "file":
+            raise PydanticCustomError("image_url", "unsupported URL scheme {scheme}: send a "
+                                      "data:image/...;base64, URL or a local file's absolute path", {"scheme": name})
+        text = _file_url_path(text)
+    if not text.startswith("/"):
+        raise PydanticCustomError("image_url", "{url} is neither a data:image/...;base64, URL nor an absolute file "
+                                  "path (the server has no folder to resolve a relative path in)",
+                                  {"url": repr(url[:80])})
+    return "file", text
+
+
+def _file_url_path(url: str) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise PydanticCustomError("image_url", "file URL {url} names another host; give a local file",
+                                  {"url": repr(url[:80])})
+    return unquote(parts.path)
+
+
+def _checked_url(url: str) -> str:
+    image_source(url)
+    return url
+
+
+class ImageURL(_Body):
+    url: Annotated[Text, AfterValidator(_checked_url)] = Field(
+        description="a data:image/...;base64, URL, or a local file's absolute path or file:// URL; the server "
+                    "fetches no http(s) URL")
+
+
+class ImagePart(_Body):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+PART_TYPES = ("text", "image_url")
+
+
+def _part_kind(part) -> str | None:
+    kind = part.get("type") if isinstance(part, dict) else getattr(part, "type", None)
+    return kind if kind in PART_TYPES else None
+
+
+Part = Annotated[Union[Annotated[TextPart, Tag("text")], Annotated[ImagePart, Tag("image_url")]],
+                 Discriminator(_part_kind)]
+
+
 def _content_kind(content) -> str | None:
     return "string" if isinstance(content, str) else "parts" if isinstance(content, list) else None
 
 
 # the content's own type picks the branch, so a wrong part is reported alone, not next to "not a string"
-Content = Annotated[Union[Annotated[Text, Tag("string")], Annotated[list[TextPart], Tag("parts")]],
+Content = Annotated[Union[Annotated[Text, Tag("string")], Annotated[list[Part], Tag("parts")]],
                     Discriminator(_content_kind)]
 
 
 class Message(_Body):
     role: Literal[ROLES]
-    content: Content = Field(description="text, or a list of text parts (joined)")
+    content: Content = Field(description="text, or a list of content parts: text (joined) and, in a user "
+                                         "message, image_url")
 
-    def text(self) -> str:
-        return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+    def parts(self, where: str) -> list[tuple[str, TextPart | ImagePart]]:
+        """(param, part) of each part; a string content is one text part."""
+        if isinstance(self.content, str):
+            return [(f"{where}.content", TextPart(type="text", text=self.content))]
+        return [(f"{where}.content[{j}]", part) for j, part in enumerate(self.content)]
 
 
 class StreamOptions(_Body):
@@ -161,6 +250,11 @@ class ChatCompletionRequest(_Body):
         for i, message in enumerate(messages[1:], 1):
             if message.role == "system":
                 raise RequestError(f"messages[{i}]: a system message may only come first", param=f"messages[{i}].role")
+        for i, message in enumerate(messages):
+            for where, part in message.parts(f"messages[{i}]"):
+                if part.type == "image_url" and message.role != "user":
+                    raise RequestError(f"{where}: images are taken in user messages only (this one's role is "
+                                       f"{message.role!r})", param=where)
         if messages[-1].role != "user":
             raise RequestError(f"the last message must come from the user, got {messages[-1].role!r}",
                                param=f"messages[{len(messages) - 1}].role")
@@ -172,10 +266,29 @@ class ChatCompletionRequest(_Body):
             repetition_penalty=self.repetition_penalty,
             max_tokens=self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens,
             seed=self.seed, stop=self.stop, ignore_eos=self.ignore_eos)
-        return ChatRequest(messages=[{"role": m.role, "content": m.text()} for m in self.messages], sampling=sampling,
-                           stream=self.stream, include_usage=self.stream_options.include_usage,
-                           thinking=self.chat_template_kwargs.enable_thinking, truncation=self.truncation,
-                           model=self.model)
+        request = ChatRequest(messages=[], sampling=sampling, stream=self.stream,
+                              include_usage=self.stream_options.include_usage,
+                              thinking=self.chat_template_kwargs.enable_thinking, truncation=self.truncation,
+                              model=self.model)
+        for i, message in enumerate(self.messages):
+            pieces, texts, images = [], [], 0
+            for where, part in message.parts(f"messages[{i}]"):
+                if part.type == "image_url":
+                    pieces.append(IMAGE_PLACEHOLDER)
+                    images += 1
+                    request.images.append(ImageRef(*image_source(part.image_url.url), param=f"{where}.image_url"))
+                else:
+                    pieces.append(part.text)
+                    texts.append((where if isinstance(message.content, str) else f"{where}.text", part.text))
+            content = "".join(pieces)
+            # on the whole content: text parts side by side can spell a marker that neither holds alone
+            marker = IMAGE_PLACEHOLDER if content.count(IMAGE_PLACEHOLDER) > images else \
+                next((marker for marker in VISION_SPECIAL_TOKENS if marker in content), None)
+            if marker is not None:
+                param = next((where for where, text in texts if marker in text), f"messages[{i}].content")
+                request.marked_text.append((param, marker))
+            request.messages.append({"role": message.role, "content": content})
+        return request
 
 
 def parse_chat_request(body) -> ChatRequest:
@@ -246,19 +359,24 @@ def _explain_message(loc: tuple, kind: str, value, message: str) -> RequestError
                             param=f"{where}.role")
     content = f"{where}.content"
     if kind == "unpaired_surrogate":
-        spot = f"{content}[{loc[4]}].text" if loc[3] == "parts" else content
+        spot = f"{content}[{loc[4]}].{loc[5]}" if loc[3] == "parts" else content
         return RequestError(f"{spot}: {message}", param=spot)
     if kind == "missing" and len(loc) == 3:
         return RequestError(f"{content} is required", param=content)
     if len(loc) == 3:
-        return RequestError(f"{content} must be a string or a list of text parts, got {type(value).__name__}",
+        return RequestError(f"{content} must be a string or a list of content parts, got {type(value).__name__}",
                             param=content)
-    # a part: (messages, i, content, "parts", j[, field])
+    # a part: (messages, i, content, "parts", j[, its type, field, ...])
+    spot = f"{content}[{loc[4]}]"
     if len(loc) == 5:
-        part = type(value).__name__
-    elif loc[5] == "type":
-        part = None if kind == "missing" else value
-    else:
-        part = "text"
-    return RequestError(f"{content}[{loc[4]}]: only text parts are supported by this model, got {part!r}",
-                        param=content)
+        if isinstance(value, dict):
+            return RequestError(f"{spot}: unknown content part type {value.get('type')!r}; expected "
+                                f"{' or '.join(map(repr, PART_TYPES))}", param=spot)
+        return RequestError(f"{spot} must be an object with a 'type', got {type(value).__name__}", param=spot)
+    if loc[5] == "text":
+        return RequestError(f"{spot}.text must be a string", param=f"{spot}.text")
+    where = f"{spot}.image_url"
+    if kind == "image_url":
+        return RequestError(f"{where}: {message}", param=where)
+    return RequestError(f"{where} must be an object whose 'url' is a data:image/...;base64, URL or a local file's "
+                        "absolute path", param=where)

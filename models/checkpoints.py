@@ -18,12 +18,28 @@ from models.mtp import checkpoint_layout
 # The files a tokenizer consists of; copied with a model or an adapter so either chats on its own.
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
                    "added_tokens.json", "tokenizer.json")
+# What a VL checkpoint's processor adds to its tokenizer (the image and video processors' settings, the
+# processor's own config); shipped with it the same way, so `Ernie4_5_VLImageProcessor.from_pretrained`
+# and the studio's image processing read the settings the model was trained with.
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json")
 # Written beside a LoRA adapter: which base model it belongs to.
 ADAPTER_INFO = "adapter_info.json"
-SUPPORTED_MODEL_TYPES = ("ernie4_5", "ernie4_5_moe")
+SUPPORTED_MODEL_TYPES = ("ernie4_5", "ernie4_5_moe", "ernie4_5_moe_vl")
 VISION_MODEL_TYPES = ("ernie4_5_moe_vl",)
 # A tokenizer needs one of these (a sentencepiece model or a fast-tokenizer file).
 TOKENIZER_VOCABULARY = ("tokenizer.model", "tokenizer.json")
+
+
+def model_class(model_type: str, pipeline: bool = False):
+    """paddleformers' auto class that builds a checkpoint of `model_type`: a causal LM, or the VL
+    models' conditional-generation class."""
+    from paddleformers.transformers import (AutoModelForCausalLM, AutoModelForCausalLMPipe,
+                                            AutoModelForConditionalGeneration,
+                                            AutoModelForConditionalGenerationPipe)
+
+    if model_type in VISION_MODEL_TYPES:
+        return AutoModelForConditionalGenerationPipe if pipeline else AutoModelForConditionalGeneration
+    return AutoModelForCausalLMPipe if pipeline else AutoModelForCausalLM
 
 
 class ModelNotFound(Exception):
@@ -38,15 +54,9 @@ def read_model_config(model_dir: str | os.PathLike[str]) -> dict:
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"cannot read {config_file}: {exc}") from exc
     model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type in VISION_MODEL_TYPES:
-        raise ModelNotFound(
-            f"{config_file}: model_type {model_type!r} is an ERNIE 4.5 vision-language model; ERNIE Studio "
-            f"trains and serves the text models ({', '.join(SUPPORTED_MODEL_TYPES)}) only, vision-language "
-            f"support is not there yet"
-        )
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ModelNotFound(
-            f"{config_file}: model_type {model_type!r} is not supported for text fine-tuning; "
+            f"{config_file}: model_type {model_type!r} is not an ERNIE 4.5 model the studio can fine-tune; "
             f"expected one of {', '.join(sorted(SUPPORTED_MODEL_TYPES))}"
         )
     refused = refusals(config)
@@ -108,7 +118,8 @@ def adapter_base(adapter_dir: str | os.PathLike[str]) -> Path:
 
 
 def copy_tokenizer_files(source: Path, target: Path) -> None:
-    for name in TOKENIZER_FILES:
+    """Copy the tokenizer's files and, for a VL model, its processor's from `source` to `target`."""
+    for name in TOKENIZER_FILES + PROCESSOR_FILES:
         if (Path(source) / name).is_file():
             shutil.copy2(Path(source) / name, Path(target) / name)
 

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from models.chat_template import ERNIE_CHAT_TEMPLATE
-from models.checkpoints import ModelNotFound, adapter_base, is_adapter, read_model_config
+from models.checkpoints import (VISION_MODEL_TYPES, ModelNotFound, adapter_base, is_adapter, model_class,
+                                read_model_config)
 from models.mtp import MTP_LAYERS_KEY, carry_mtp, stored_mtp_layers
 from models.registry import resolve_model_dir
 from plumbing.locking import exclusive
@@ -85,9 +86,10 @@ def load_model(model_dir: Path, dtype: str = "float32", moe_dispatch: str = "aut
     coefficients, for instance).
     `pipeline`: build paddleformers' pipeline-parallel class, whose stages the ranks divide.
     """
-    from paddleformers.transformers import AutoConfig, AutoModelForCausalLM, AutoModelForCausalLMPipe
+    from paddleformers.transformers import AutoConfig
 
     from models.moe_dispatch import use_portable_moe
+    from models.vl import take_float_pixels, use_portable_vl
 
     model_dir = Path(model_dir)
     config_json = read_model_config(model_dir)
@@ -105,12 +107,15 @@ def load_model(model_dir: Path, dtype: str = "float32", moe_dispatch: str = "aut
     # one process at a time: paddleformers deletes and rewrites a metadata file in the directory on
     # every load, so two ranks (or a job and a chat server) loading together read a half-written one
     with rank_local_loading(), exclusive(model_dir):
-        model_class = AutoModelForCausalLMPipe if pipeline else AutoModelForCausalLM
-        model = model_class.from_pretrained(str(model_dir), config=config, dtype=dtype)
+        model = model_class(config.model_type, pipeline).from_pretrained(str(model_dir), config=config, dtype=dtype)
     carry_mtp(model)
-    if config.model_type == "ernie4_5_moe":
+    if config.model_type in VISION_MODEL_TYPES:
+        take_float_pixels(model)
+    if config.model_type in ("ernie4_5_moe", *VISION_MODEL_TYPES):
         if moe_dispatch == "portable" or (moe_dispatch == "auto" and not fused_moe_kernels_available()):
             use_portable_moe(model)
+            if config.model_type in VISION_MODEL_TYPES:
+                use_portable_vl(model)
     return model
 
 

@@ -263,6 +263,16 @@ class PortableMoeMixin:
         return combined.reshape(shape), routing.weights, loss, paddle.concat(routing.logits, axis=-1)
 
 
+class PortableVLMoeMixin(PortableMoeMixin):
+    """The VL decoder hands its MoE block the token types of the labels too (one more per row than
+    there are tokens, as paddleformers' VL block expects); the last column is dropped here."""
+
+    def forward(self, hidden_states, token_type_ids=None, use_dense_expert=False):
+        if token_type_ids is not None:
+            token_type_ids = token_type_ids[:, :-1]
+        return super().forward(hidden_states, token_type_ids, use_dense_expert)
+
+
 class PortableMoeBlock(PortableMoeMixin, Ernie4_5_MoeSparseMoeBlock):
     """An ERNIE 4.5 text-model MoE block whose forward uses only portable Paddle ops."""
 
@@ -274,7 +284,7 @@ def _portable_class(cls: type) -> type | None:
     if cls in _PORTABLE_CLASSES:
         return _PORTABLE_CLASSES[cls]
     if cls.__name__ == "MOEAllGatherLayerV2" and "ernie4_5_moe_vl" in cls.__module__:
-        _PORTABLE_CLASSES[cls] = type("PortableVLMoeBlock", (PortableMoeMixin, cls), {
+        _PORTABLE_CLASSES[cls] = type("PortableVLMoeBlock", (PortableVLMoeMixin, cls), {
             "__doc__": "The ERNIE 4.5 VL MoE block (text and vision experts) on portable Paddle ops."})
         return _PORTABLE_CLASSES[cls]
     return None

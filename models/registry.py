@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.checkpoints import ModelNotFound, adapter_info, is_adapter
+from models.checkpoints import VISION_MODEL_TYPES, ModelNotFound, adapter_info, is_adapter
 from models.hub import downloaded_dir, is_repo_id, require_downloaded
 
 
@@ -48,6 +48,16 @@ _SMALL_PRESETS = {
                  "optim.num_train_epochs": 20, "optim.per_device_batch_size": 8},
     "dpo-full": {"method": "dpo", "finetuning.type": "full", "dpo.beta": 0.1, "optim.learning_rate": 2e-4,
                  "optim.num_train_epochs": 10, "optim.per_device_batch_size": 8},
+}
+
+# The tiny VL model's vision transformer and adapter are random: trained from there they learn far
+# more slowly than the language model learns to read their features, so its presets keep them fixed.
+# Its epochs and rates are the shapes example's (docs/vl.md: 600 conversations).
+_TINY_VL_PRESETS = {
+    "sft-lora": {**_SMALL_PRESETS["sft-lora"], "optim.num_train_epochs": 12, "vl.freeze_vision": True,
+                 "vl.freeze_adapter": True},
+    "sft-full": {**_SMALL_PRESETS["sft-full"], "optim.learning_rate": 2e-3, "optim.num_train_epochs": 6,
+                 "vl.freeze_vision": True, "vl.freeze_adapter": True},
 }
 
 # ERNIEKit's starting points for the real models; DPO learns far more slowly than SFT. A GPU run
@@ -111,8 +121,19 @@ _SCALE_21B = {"sft-full": (2, 1, -1, True, True, 8), "sft-lora": (1, 1, -1, True
 _SCALE_21B_THINKING = {**_SCALE_21B, "sft-full": (4, 2, 1, True, True, 8), "sft-lora": (1, 1, 1, True, True, 1)}
 _SCALE_300B = {"sft-full": (8, 5, -1, True, True, 40), "sft-lora": (8, 2, -1, True, True, 16),
                "dpo-full": (8, 14, 1, True, True, 112), "dpo-lora": (8, 2, 1, True, False, 16)}
-# The vision-language models are not trained here yet (models/checkpoints.py refuses them).
-_SCALE_VL = dict.fromkeys(_REAL_PRESETS, (1, 1, -1, False, False, 1))
+# The VL models take the GPU scale of their text counterparts (VL-28B-A3B of 21B-A3B, VL-424B-A47B
+# of 300B-A47B; ERNIEKit's own VL example configs were not at hand to check) and keep the vision
+# transformer frozen, as is usual for VL SFT. They train with SFT only.
+_SCALE_VL = {name: _SCALE_21B[name] for name in ("sft-full", "sft-lora")}
+_SCALE_VL_424B = {name: _SCALE_300B[name] for name in ("sft-full", "sft-lora")}
+
+
+def _vl_presets(lora_experts: str, scale: dict) -> dict:
+    sft = {name: preset for name, preset in _REAL_PRESETS.items() if name in scale}
+    full = {"moe.freeze_router": True, "moe.bias_update_rate": 1e-3, "vl.freeze_vision": True}
+    lora = {"moe.train_experts": lora_experts, "vl.freeze_vision": True}
+    return {name: {**preset, **(full if preset["finetuning.type"] == "full" else lora)}
+            for name, preset in _on_gpus(sft, scale).items()}
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -153,19 +174,30 @@ MODELS: dict[str, ModelSpec] = {
             description="Flagship text MoE, 300B total / 47B active; needs a multi-GPU node.",
             presets=_moe_presets("shared", _SCALE_300B),
         ),
+        *[ModelSpec(
+            name=f"ERNIE-4.5-VL-28B-A3B{suffix}", kind="vl-moe", total_params="28B", active_params="3B",
+            layers=28, context_length=131072, experts=64, experts_per_token=6, shared_experts=2,
+            vision_experts=64, chat_template="ernie_vl", thinking=thinking,
+            description=f"Vision-language MoE{what}: a vision transformer and an adapter feed image tokens to "
+                        "text and vision experts routed apart.",
+            presets=_vl_presets("all", _SCALE_VL),
+        ) for suffix, thinking, what in (("", True, " (post-trained)"), ("-Base", False, ", base"),
+                                          ("-Thinking", True, " post-trained for reasoning"))],
+        *[ModelSpec(
+            name=f"ERNIE-4.5-VL-424B-A47B{suffix}", kind="vl-moe", total_params="424B", active_params="47B",
+            layers=54, context_length=131072, experts=64, experts_per_token=8, vision_experts=64,
+            chat_template="ernie_vl", thinking=thinking,
+            description=f"Largest vision-language MoE{what}; needs several multi-GPU nodes.",
+            presets=_vl_presets("shared", _SCALE_VL_424B),
+        ) for suffix, thinking, what in (("", True, " (post-trained)"), ("-Base", False, ", base"))],
         ModelSpec(
-            name="ERNIE-4.5-VL-28B-A3B", kind="vl-moe", total_params="28B", active_params="3B", layers=28,
-            context_length=131072, experts=64, experts_per_token=6, shared_experts=2, vision_experts=64,
-            chat_template="ernie_vl", thinking=True,
-            description="Vision-language MoE with modality-isolated text and vision experts.",
-            presets=_moe_presets("all", _SCALE_VL),
-        ),
-        ModelSpec(
-            name="ERNIE-4.5-VL-424B-A47B", kind="vl-moe", total_params="424B", active_params="47B", layers=54,
-            context_length=131072, experts=64, experts_per_token=8, vision_experts=64,
-            chat_template="ernie_vl", thinking=True,
-            description="Largest vision-language MoE; needs several multi-GPU nodes.",
-            presets=_moe_presets("shared", _SCALE_VL),
+            name="ernie-4.5-tiny-vl", kind="vl-moe", total_params="1.7M", active_params="1.3M", layers=4,
+            context_length=2048, experts=4, experts_per_token=2, shared_experts=1, vision_experts=4,
+            builtin=True,
+            description="Embedded demo: the ERNIE 4.5 VL architecture at tiny size (a 2-block vision transformer, "
+                        "the adapter, then MoE layers with 4 text and 4 vision experts routed apart, plus a shared "
+                        "expert). Trains on CPU in minutes.",
+            presets=_TINY_VL_PRESETS,
         ),
     ]
 }
@@ -177,25 +209,38 @@ def default_workdir() -> Path:
     return Path(os.environ.get("ERNIE_STUDIO_HOME", "workspace")).resolve()
 
 
-def has_experts(name_or_path: str) -> bool:
-    """Whether a model name, checkpoint directory or LoRA adapter (through its base) is an MoE
-    model; True when it cannot be told (an MoE option is then checked at training time)."""
+def _kind(name_or_path: str) -> str | None:
+    """'dense', 'moe' or 'vl-moe' of a model name, checkpoint directory or LoRA adapter (through
+    its base); None when it cannot be told."""
     name_or_path = (name_or_path or "").strip()
     spec = MODELS.get(name_or_path)
     if spec is not None:
-        return spec.kind != "dense"
+        return spec.kind
     path = Path(name_or_path).expanduser()
     if is_repo_id(name_or_path):
         path = downloaded_dir(default_workdir(), name_or_path) or path
     try:
         if is_adapter(path):
             info = adapter_info(path)
-            return has_experts(info.get("base_model_name") or info.get("base_model", ""))
+            return _kind(info.get("base_model_name") or info.get("base_model", ""))
         if (path / "config.json").is_file():
-            return "moe" in json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type", "")
+            model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type", "")
+            return "vl-moe" if model_type in VISION_MODEL_TYPES else "moe" if "moe" in model_type else "dense"
     except (OSError, ValueError, AttributeError):
         pass
-    return True
+    return None
+
+
+def has_experts(name_or_path: str) -> bool:
+    """Whether a model is an MoE model; True when it cannot be told (an MoE option is then checked
+    at training time)."""
+    return _kind(name_or_path) != "dense"
+
+
+def is_vision(name_or_path: str) -> bool:
+    """Whether a model is a vision-language model; False when it cannot be told (a `vl` option is
+    then checked at training time)."""
+    return _kind(name_or_path) == "vl-moe"
 
 
 def resolve_model_dir(name_or_path: str, workdir: Path | None = None) -> Path:

@@ -8,7 +8,8 @@ non-loopback host without --allow-remote) are refused before anything is loaded 
 SIGTERM stops the generation under way at its next token and ends the process.
 
 Requests are queued for one generation thread, so concurrent requests are answered one after
-another and never mixed. The server binds loopback unless told otherwise.
+another and never mixed. The server binds loopback unless told otherwise; one that takes remote
+clients (--allow-remote on another host) reads no local image files a request names.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ class ModelHost:
     """Holds the engine and runs generations one at a time, all on one thread: paddle keeps its
     execution mode per thread, and one owner thread keeps the model's state simple."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, local_files: bool = True):
         self.name = name
+        self.local_files = local_files  # whether requests may name local image files
         self.state = "loading"
         self.engine = None
         self.created = int(time.time())
@@ -73,7 +75,7 @@ class ModelHost:
             request = generation.request
             try:
                 prompt = self.engine.prepare(request.messages, request.sampling.max_tokens, request.thinking,
-                                             request.truncation)
+                                             request.truncation, images=request.loaded_images)
                 generation.events.put(("prompt", prompt))
                 for chunk in self.engine.stream(prompt, request.sampling, partial(self._cancelled, generation)):
                     generation.events.put(("chunk", chunk))
@@ -93,7 +95,8 @@ class ModelHost:
     def model_card(self) -> dict:
         card = {"id": self.name, "object": "model", "created": self.created, "owned_by": "ernie-studio"}
         if self.engine is not None:
-            card.update(max_model_len=self.engine.context_length, thinking=self.engine.thinking_supported)
+            card.update(max_model_len=self.engine.context_length, thinking=self.engine.thinking_supported,
+                        vision=self.engine.image_processor is not None)
         return card
 
 
@@ -224,7 +227,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     name = args.served_model_name or args.model
-    host = ModelHost(name)
+    host = ModelHost(name, local_files=is_loopback(args.host))
     try:
         sock = listen(args.host, args.port)
     except OSError as exc:

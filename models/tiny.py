@@ -17,7 +17,8 @@ import shutil
 from pathlib import Path
 
 from models.chat_template import ERNIE_CHAT_TEMPLATE
-from models.checkpoints import save_model
+from models.checkpoints import VISION_MODEL_TYPES, model_class, save_model
+from models.image_facts import IMAGE_PATCH, VISION_SPECIAL_TOKENS
 from plumbing.locking import exclusive
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -49,7 +50,23 @@ MODEL_CONFIGS = {
     "ernie-4.5-tiny-dense": dict(
         _COMMON, architectures=["Ernie4_5ForCausalLM"], model_type="ernie4_5",
     ),
+    # paddleformers' VL architecture: a 2-block vision transformer (14-pixel patches), the resampler
+    # that merges 2x2 patches into one token, and MoE layers whose 4 text and 4 vision experts are
+    # routed apart by token type, beside a shared expert. `im_patch_id` is filled in by the build.
+    "ernie-4.5-tiny-vl": dict(
+        _COMMON, architectures=["Ernie4_5_VLMoeForConditionalGeneration"], model_type="ernie4_5_moe_vl",
+        moe_num_experts=[4, 4], moe_k=2, moe_num_shared_experts=1, moe_intermediate_size=[64, 64],
+        moe_layer_start_index=[1, 1], moe_layer_end_index=[3, 3], moe_layer_interval=1,
+        moe_capacity=[8, 8, 8], moe_use_aux_free=True, moe_use_hard_gate=True, moe_norm_min=1e-12,
+        moe_multimodal_dispatch_use_allgather="v2-alltoall-unpad", router_aux_loss_coef=1e-2,
+        router_z_loss_coef=0.0, moe_orthogonal_loss_lambda=1e-2, fuse_rms_norm=False,
+        use_flash_attention=False, rope_3d=True, freq_allocation=4, spatial_conv_size=2,
+        temporal_conv_size=2, mm_vocab_size=0, pixel_hidden_size=64,
+        vision_config=dict(depth=2, embed_dim=64, hidden_size=64, num_heads=4, mlp_ratio=2, in_channels=3,
+                           patch_size=14, spatial_merge_size=2, hidden_act="quick_gelu"),
+    ),
 }
+VISION_MODELS = ("ernie-4.5-tiny-vl",)
 
 
 def corpus_digest() -> str:
@@ -88,14 +105,23 @@ def build(name: str, out_dir: Path) -> None:
     """Write a complete checkpoint for built-in model `name` into the empty directory `out_dir`."""
     if name not in MODEL_CONFIGS:
         raise ValueError(f"unknown built-in model {name!r}; built-ins: {', '.join(MODEL_CONFIGS)}")
-    build_tokenizer(out_dir)
-    _build_weights(name, out_dir)
+    vision = name in VISION_MODELS
+    build_tokenizer(out_dir, VISION_SPECIAL_TOKENS if vision else ())
+    config = dict(MODEL_CONFIGS[name])
+    if vision:
+        patch_id = _piece_id(out_dir / "tokenizer.model", IMAGE_PATCH)
+        config.update(im_patch_id=patch_id, max_text_id=patch_id)
+        build_image_processor(out_dir)
+    # The tied embedding doubles as the output projection. At the default init its rows are so short
+    # that, with the final norm frozen (as under LoRA), no hidden state can make any token likely;
+    # real checkpoints have learned, longer rows. Give the tiny model a comparable logit range.
+    build_weights(config, out_dir, EMBEDDING_SCALE)
     (out_dir / "build_info.json").write_text(
         json.dumps({"name": name, "build_version": BUILD_VERSION, "corpus_digest": corpus_digest()}, indent=2)
     )
 
 
-def build_tokenizer(out_dir: Path) -> None:
+def build_tokenizer(out_dir: Path, extra_special_tokens: tuple[str, ...] = ()) -> None:
     import sentencepiece as spm
 
     missing = [str(p) for p in CORPUS_FILES if not p.is_file()]
@@ -119,7 +145,7 @@ def build_tokenizer(out_dir: Path) -> None:
         allow_whitespace_only_pieces=True,
         pad_id=0, unk_id=1, bos_id=2, eos_id=3,
         pad_piece="<pad>", unk_piece="<unk>", bos_piece=BOS, eos_piece=EOS,
-        user_defined_symbols=SPECIAL_TOKENS,
+        user_defined_symbols=SPECIAL_TOKENS + list(extra_special_tokens),
         num_threads=1,
         seed_sentencepiece_size=100000,
         minloglevel=2,
@@ -130,7 +156,7 @@ def build_tokenizer(out_dir: Path) -> None:
         "tokenizer_class": "Ernie4_5Tokenizer",
         "bos_token": BOS, "eos_token": EOS, "pad_token": "<pad>", "unk_token": "<unk>",
         "cls_token": CLS, "sep_token": SEP,
-        "additional_special_tokens": [CLS, SEP],
+        "additional_special_tokens": [CLS, SEP, *extra_special_tokens],
         "add_bos_token": False, "add_eos_token": False,
         "model_max_length": _COMMON["max_position_embeddings"],
         "chat_template": ERNIE_CHAT_TEMPLATE,
@@ -158,22 +184,27 @@ def build_weights(config: dict, out_dir: Path, embedding_scale: float = 1.0) -> 
     `out_dir` with `config` as its config.json. Real configs get their checkpoints built this way
     too (tests build reduced-depth real-width ERNIE 4.5 models from the released files)."""
     import paddle
-    from paddleformers.transformers import AutoConfig, AutoModelForCausalLM
+    from paddleformers.transformers import AutoConfig
 
     paddle.set_device("cpu")
     config_json = json.dumps(config, indent=2)
     (out_dir / "config.json").write_text(config_json)
     model_config = AutoConfig.from_pretrained(str(out_dir))
     paddle.seed(SEED)
-    model = AutoModelForCausalLM.from_config(model_config)
+    model = model_class(model_config.model_type).from_config(model_config)
     if embedding_scale != 1.0:
         embedding = model.get_input_embeddings().weight
         embedding.set_value(embedding * embedding_scale)
+    # paddleformers' VL class builds each expert group as copies of one expert; give every expert
+    # weights of its own, at the same scale, as a trained checkpoint's are.
+    for name, parameter in model.named_parameters():
+        if config.get("model_type") in VISION_MODEL_TYPES and ".mlp.experts." in name:
+            parameter.set_value(paddle.randn(parameter.shape, dtype=parameter.dtype) * float(parameter.std()))
     save_model(model, out_dir, config_json)
 
 
-def _build_weights(name: str, out_dir: Path) -> None:
-    # The tied embedding doubles as the output projection. At the default init its rows are so short
-    # that, with the final norm frozen (as under LoRA), no hidden state can make any token likely;
-    # real checkpoints have learned, longer rows. Give the tiny model a comparable logit range.
-    build_weights(MODEL_CONFIGS[name], out_dir, EMBEDDING_SCALE)
+def build_image_processor(out_dir: Path) -> None:
+    """preprocessor_config.json: paddleformers' ERNIE-VL image processor with its defaults."""
+    from paddleformers.transformers.ernie4_5_moe_vl.image_processor import Ernie4_5_VLImageProcessor
+
+    Ernie4_5_VLImageProcessor().save_pretrained(str(out_dir))

@@ -1,5 +1,6 @@
 """Files written so a crash never leaves half of one: atomic replaces with fsync, single-write JSON
-lines, an fsync of a whole tree, reading a file's tail, and a directory's size."""
+lines, an fsync of a whole tree, reading a file's tail, and a directory's size (and any size in
+words)."""
 
 from __future__ import annotations
 
@@ -97,3 +98,12 @@ def tail_text(path: str | os.PathLike[str], max_bytes: int = 8000, max_lines: in
 def directory_size(path: str | os.PathLike[str]) -> int:
     """Bytes in the files under `path`."""
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def human_size(n: float) -> str:
+    """A byte count as people read it: 512 B, 1.5 KB, 3.2 GB."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"

@@ -183,6 +183,7 @@ KEPT_WORDS = {
     "moe", "dense", "base", "output", "think", "bf16", "fp16", "fp32", "wint8", "wint4", "zip", "Paddle",
     "PaddlePaddle", "paddleformers", "API", "Gradio", "ZeRO", "AdamW", "adamw", "NCCL", "CUDA", "MTP", "token",
     "safetensors", "TSV", "ID", "sqrt", "English",  # the language switch names each language in its own
+    "PNG", "JPEG", "SVG", "PIL",  # image formats and the library that reads them
 }
 # Paths, file names, config keys, model names and numbers with units: anything with / . _ or a digit.
 _TECHNICAL = re.compile(r"\S*[/._\\\d]\S*")

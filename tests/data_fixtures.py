@@ -22,6 +22,10 @@ SAMPLES = {
                  "system": "Be kind."},
     "sharegpt_dpo": {"conversations": [{"from": "human", "value": "2+2?"}],
                      "chosen": {"from": "gpt", "value": "4"}, "rejected": {"from": "gpt", "value": "5"}},
+    # a text-only row of ERNIEKit's vision-language format (rows with images: tests/test_vl_data.py)
+    "erniekit_vl": {"text_info": [{"text": "Hi", "tag": "mask"}, {"text": "Hello", "tag": "no_mask"},
+                                  {"text": "Bye", "tag": "mask"}, {"text": "Bye!", "tag": "no_mask"}],
+                    "system": "Be kind."},
 }
 
 

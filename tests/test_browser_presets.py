@@ -156,6 +156,9 @@ def test_the_preset_follows_the_model_and_method_and_an_edit_marks_it_modified(p
     wait_until(lambda: field(page, "finetuning.type") == "full", 60, "choosing a preset to apply it")
     wait_text(page, "#train-preset_status", "The form holds preset sft-full")
     wait_text(page, "#train-summary", "full fine-tuning")
+    # app.py turns Gradio's run history off: it would keep each of these events' whole form in
+    # localStorage and write all of it again on every event, seconds a change once it has filled
+    assert not [key for key in page.evaluate("Object.keys(localStorage)") if key.startswith("gradio:run-history")]
 
 
 def test_a_loaded_config_is_kept_and_shown_against_its_preset(page, studio, tmp_path):

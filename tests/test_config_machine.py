@@ -171,14 +171,14 @@ def test_the_model_directory_is_checked(tmp_path):
     assert "model directory not found" in model_problem(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     assert "config.json is missing" in model_problem(tmp_path / "empty")
-    assert "'llama' is not supported" in model_problem(checkpoint(tmp_path / "llama", model_type="llama"))
+    assert "'llama' is not an ERNIE 4.5 model" in model_problem(checkpoint(tmp_path / "llama", model_type="llama"))
     vl = checkpoint(tmp_path / "vl", model_type="ernie4_5_moe_vl")
-    assert "vision-language" in model_problem(vl)
+    assert model_problem(vl) == ""
     assert "has no tokenizer" in model_problem(checkpoint(tmp_path / "bare", tokenizer=False))
     good = checkpoint(tmp_path / "good")
     assert model_problem(good) == ""
     assert model_problem("ernie-4.5-tiny-moe") == "" and model_problem("ernie-4.5-tiny-dense") == ""
-    assert "vision-language" in model_problem("ERNIE-4.5-VL-28B-A3B")
+    assert "nothing is downloaded" in model_problem("ERNIE-4.5-VL-28B-A3B")
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_info.json").write_text(json.dumps({"base_model": str(good), "base_model_name": "g",
@@ -196,17 +196,27 @@ def test_a_real_model_name_that_is_not_here_is_refused_with_where_to_put_it(tmp_
     assert problems(with_(TRAIN, model__name_or_path="ERNIE-4.5-0.3B")) == {}
 
 
-def test_trainer_run_on_a_vl_checkpoint_prints_its_refusal_only(tmp_path):
+def test_trainer_run_of_dpo_on_a_vl_checkpoint_prints_its_refusal_only(tmp_path):
     vl = checkpoint(tmp_path / "vl", model_type="ernie4_5_moe_vl")
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump(with_(TRAIN, model__name_or_path=str(vl))))
+    config.write_text(yaml.safe_dump(with_(TRAIN, model__name_or_path=str(vl), method="dpo")))
     result = subprocess.run([sys.executable, "-m", "trainer", "run", str(config), "--job-dir",
                              str(tmp_path / "job")], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"{config}: model.name_or_path: {vl / 'config.json'}: model_type 'ernie4_5_moe_vl' is an ERNIE 4.5 "
-        f"vision-language model; ERNIE Studio trains and serves the text models (ernie4_5, ernie4_5_moe) only, "
-        f"vision-language support is not there yet"]
+        f"{config}: method: dpo is not supported for the vision-language model {vl}; use sft"]
+
+
+def test_vl_options_belong_to_vl_models_and_must_leave_something_to_train(tmp_path):
+    vl = checkpoint(tmp_path / "vl", model_type="ernie4_5_moe_vl")
+    on_text = problems(with_(TRAIN, vl__freeze_vision=True, vl__vision_lr_ratio=0.1))
+    assert on_text["vl.freeze_vision"].endswith("is a text model; this option is for vision-language models")
+    assert "vl.vision_lr_ratio" in on_text
+    frozen = problems(with_(TRAIN, model__name_or_path=str(vl), vl__freeze_vision=True, vl__freeze_adapter=True,
+                            vl__freeze_lm=True, vl__min_pixels=10000, vl__max_pixels=5000))
+    assert "leave nothing to train" in frozen["vl.freeze_lm"]
+    assert frozen["vl.min_pixels"] == "vl.min_pixels: 10000 is above vl.max_pixels 5000"
+    assert "视觉语言" in problems(with_(TRAIN, vl__freeze_lm=True))["vl.freeze_lm"].text("zh")
 
 
 def test_a_refusal_found_while_training_is_one_line_not_a_traceback(tmp_path, tiny_dense_dir):
@@ -219,7 +229,7 @@ def test_a_refusal_found_while_training_is_one_line_not_a_traceback(tmp_path, ti
             (model / item.name).write_bytes(item.read_bytes())
     cfg = C.from_dict(with_(TRAIN, model__name_or_path=str(model), optim__max_steps=1))
     (model / "config.json").write_text(json.dumps({**json.loads((model / "config.json").read_text()),
-                                                   "model_type": "ernie4_5_moe_vl"}))
+                                                   "model_type": "llama"}))
     job = tmp_path / "job"
     C.dump_yaml(cfg, tmp_path / "run.yaml")
     code = ("import sys; from pathlib import Path; from trainer.config import from_dict, read_yaml_mapping; "
@@ -229,9 +239,9 @@ def test_a_refusal_found_while_training_is_one_line_not_a_traceback(tmp_path, ti
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
-    assert "[studio] ModelNotFound:" in result.stderr and "vision-language" in result.stderr
+    assert "[studio] ModelNotFound:" in result.stderr and "'llama'" in result.stderr
     status = json.loads((job / "status.json").read_text())
-    assert status["state"] == "failed" and "vision-language" in status["error"]
+    assert status["state"] == "failed" and "'llama'" in status["error"]
 
 
 # ---------------------------------------------------------------- GPU-scale settings (defect 7)

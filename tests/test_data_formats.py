@@ -30,6 +30,7 @@ EXPECTED = {
     "messages_dpo": Example([Turn(U, "2+2?")], chosen="4", rejected="5"),
     "sharegpt": Example([Turn(S, "Be kind."), Turn(U, "Hi"), Turn(A, "Hello"), Turn(U, "Bye"), Turn(A, "Bye!")]),
     "sharegpt_dpo": Example([Turn(U, "2+2?")], chosen="4", rejected="5"),
+    "erniekit_vl": Example([Turn(S, "Be kind."), Turn(U, "Hi"), Turn(A, "Hello"), Turn(U, "Bye"), Turn(A, "Bye!")]),
 }
 
 

@@ -102,10 +102,18 @@ def test_sft_and_dpo_refuse_the_other_kind_of_data(workdir, tiny_moe_dir, tmp_pa
     assert "data.train[0]" in error and "holds preference rows" in error and "method sft needs sft data" in error
 
 
+# The DPO-LoRA example in 12 epochs at a higher learning rate instead of 20: the tuned model
+# prefers as many chosen replies (95%, the rest being replies far longer than their rejected one);
+# logging every 4 steps puts a metrics line on the last step (12 epochs of 8 steps).
+DPO_EPOCHS = 12
+
+
 @pytest.fixture(scope="module")
 def dpo_lora_job(workdir, tiny_moe_dir):
     job_dir = workdir / "jobs" / "dpo-lora"
-    result = run_trainer(example_config("tiny_dpo_lora.yaml"), job_dir)
+    config = example_config("tiny_dpo_lora.yaml", **{"optim.num_train_epochs": DPO_EPOCHS,
+                                                     "optim.learning_rate": 3e-3, "logging.logging_steps": 4})
+    result = run_trainer(config, job_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return job_dir
 
@@ -124,14 +132,14 @@ def test_dpo_lora_makes_the_model_prefer_the_chosen_replies(dpo_lora_job, tiny_m
     assert all({"reward_chosen", "reward_rejected", "reward_margin", "reward_accuracy"} <= set(m) for m in metrics)
     assert metrics[0]["reward_accuracy"] < 0.8 and metrics[-1]["reward_accuracy"] >= 0.9
     assert metrics[-1]["reward_margin"] > metrics[0]["reward_margin"] and metrics[-1]["loss"] < metrics[0]["loss"]
-    assert metrics[-1]["epoch"] == pytest.approx(20.0)
+    assert metrics[-1]["epoch"] == pytest.approx(DPO_EPOCHS)
 
 
 def test_full_dpo_on_the_dense_model_with_a_frozen_reference(workdir, tiny_dense_dir):
     job_dir = workdir / "jobs" / "dpo-full-dense"
     config = example_config("tiny_dpo_lora.yaml", **{
         "model.name_or_path": "ernie-4.5-tiny-dense", "finetuning.type": "full", "optim.learning_rate": 2e-4,
-        "optim.num_train_epochs": 4})
+        "optim.num_train_epochs": 2})  # reward accuracy 0.28 at step 5, 0.72 at step 15
     result = run_trainer(config, job_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = [m for m in read_metrics(job_dir) if "loss" in m]

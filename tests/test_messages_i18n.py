@@ -30,7 +30,7 @@ from trainer.schema import SECTIONS
 # Names of data fields, role spellings and schema values a Chinese message keeps as they are
 DATA_NAMES = {"role", "content", "from", "value", "system", "user", "assistant", "human", "gpt", "chosen",
               "rejected", "response", "sort", "instruction", "input", "output", "history", "conversations",
-              "label", "path", "format", "probability", "is_system", "erniekit", "alpaca", "sharegpt"}
+              "label", "path", "format", "probability", "is_system", "erniekit", "alpaca", "sharegpt", "images"}
 # Fields shown as they are: what a library said (json, csv, yaml, pyarrow, re), a command to run
 LIBRARY_FIELDS = {"error", "problem", "command"}
 
@@ -308,7 +308,8 @@ def test_bad_configs_and_data_give_messages_with_no_english_in_chinese(tmp_path)
                  "row-template"}  # the last: tests/test_chat_templates.py, with a real chat template
     # the GPU-scale, machine and model checks are tested with their modules (trainer/parallel.py,
     # trainer/preflight.py), which need GPUs or model directories to reach
-    theirs = {key for key in CATALOGUE if key.split("-")[0] in ("gpu", "machine", "model")
+    # the images of rows, and zip uploads: tests/test_vl_data.py reaches each of them and checks its Chinese
+    theirs = {key for key in CATALOGUE if key.split("-")[0] in ("gpu", "machine", "model", "image", "vl", "zip")
               or key.startswith(("import-note-gpu", "import-note-sharding", "import-note-recompute",
                                  "import-note-prompt-len"))}
     never = {key for key in CATALOGUE if not key.startswith("json-")} - produced - elsewhere - theirs

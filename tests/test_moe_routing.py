@@ -160,12 +160,14 @@ def test_text_tokens_ignore_the_vision_gate_and_experts(vl_block):
     paddle.seed(7)
     x = paddle.randn([1, 20, 32])
     types = paddle.to_tensor([[0, 1] * 10], dtype="int64")
+    # the VL decoder hands its block the labels' token types too: one more per row
+    with_label = paddle.concat([types, types[:, -1:]], axis=1)
     vl_block.eval()
     with paddle.no_grad():
-        before, _, _, _ = vl_block(x, types)
+        before, _, _, _ = vl_block(x, with_label)
         saved = vl_block.gate.weight_1.numpy().copy()
         vl_block.gate.weight_1.set_value(paddle.randn(saved.shape))
-        after, _, _, _ = vl_block(x, types)
+        after, _, _, _ = vl_block(x, with_label)
         vl_block.gate.weight_1.set_value(paddle.to_tensor(saved))
     text = types.numpy()[0] == 0
     np.testing.assert_allclose(after.numpy()[0][text], before.numpy()[0][text], atol=1e-6)
@@ -181,15 +183,15 @@ def test_text_only_input_routes_among_text_experts(vl_block):
 def test_unknown_token_type_is_refused(vl_block):
     with pytest.raises(ValueError, match=r"token_type_ids \[3\] name no expert group"):
         with paddle.no_grad():
-            vl_block(paddle.randn([4, 32]), paddle.to_tensor([0, 1, 3, 0], dtype="int64"))
+            vl_block(paddle.randn([1, 4, 32]), paddle.to_tensor([[0, 1, 3, 0, 0]], dtype="int64"))
 
 
 def test_vl_usage_and_bias_updates_are_per_modality(vl_block):
     vl_block.train()
     vl_block.moe_statics.e_score_correction_bias.set_value(paddle.zeros([2, 4]))
-    types = paddle.to_tensor([0] * 30 + [1] * 10, dtype="int64")
+    types = paddle.to_tensor([[0] * 30 + [1] * 10 + [0]], dtype="int64")
     # one text and one image token repeated: each modality loads two of its experts only
-    x = paddle.concat([paddle.randn([1, 32]).tile([30, 1]), paddle.randn([1, 32]).tile([10, 1])])
+    x = paddle.concat([paddle.randn([1, 32]).tile([30, 1]), paddle.randn([1, 32]).tile([10, 1])]).unsqueeze(0)
     vl_block(x, types)
     vl_block.eval()
     (load,) = balance_step(moe_blocks(vl_block), bias_update_rate=0.01)

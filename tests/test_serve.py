@@ -17,10 +17,12 @@ import pytest
 from models.chat_client import ChatClient, ChatError, side_by_side
 from models.server_process import ModelServer
 from tests.browser_helpers import free_port
-from tests.conftest import ROOT, example_config, run_trainer, sample_conversations
+from tests.conftest import ROOT, answer_budget, example_config, run_trainer, sample_conversations
 
 THOUGHT = "I remember this from training."
-THINKING_ROWS = 20
+# Two full batches: 30 epochs are 60 steps, and the model recalls 13 of the 16 answers behind the
+# reasoning (20 rows took 90 steps for 19 of 20; 20 epochs of them only 8).
+THINKING_ROWS = 16
 
 
 @pytest.fixture(scope="module")
@@ -155,12 +157,13 @@ def test_concurrent_requests_are_answered_whole(base_server):
     assert results == expected and len(set(expected)) > 1
 
 
-def test_tuned_server_gives_trained_answers_and_base_does_not(base_server, tuned_server):
+def test_tuned_server_gives_trained_answers_and_base_does_not(base_server, tuned_server, tiny_tokenizer):
     conversations = sample_conversations()
     hits = {"tuned": 0, "base": 0}
     for conversation in conversations:
+        budget = answer_budget(tiny_tokenizer, conversation)
         for label, server in (("tuned", tuned_server), ("base", base_server)):
-            answer = ask(server, conversation[:-1], temperature=0, max_tokens=40).choices[0].message.content
+            answer = ask(server, conversation[:-1], temperature=0, max_tokens=budget).choices[0].message.content
             hits[label] += answer.strip() == conversation[-1]["content"].strip()
     assert hits["tuned"] >= 0.8 * len(conversations) and hits["base"] <= 0.05 * len(conversations)
 

@@ -36,7 +36,8 @@ def test_full_sft_learns_the_sample_answers(workdir, tiny_moe_dir):
     from models.loader import load_checkpoint
 
     job_dir = workdir / "jobs" / "full-learns"
-    result = run_trainer(example_config("tiny_sft_full.yaml"), job_dir)
+    # 12 of the example's 20 epochs: still 98% of the answers (10 get 98%, 8 only half)
+    result = run_trainer(example_config("tiny_sft_full.yaml", **{"optim.num_train_epochs": 12}), job_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     model, tokenizer = load_checkpoint(str(job_dir / "output"))
     assert exact_answer_rate(model, tokenizer) >= 0.8

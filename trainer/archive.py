@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from models.checkpoints import TOKENIZER_FILES, ModelNotFound, adapter_base, adapter_info, is_adapter
+from models.checkpoints import PROCESSOR_FILES, TOKENIZER_FILES, ModelNotFound, adapter_base, adapter_info, is_adapter
 from plumbing.files import fsync_dir
 from plumbing.locking import exclusive
 from trainer.jobfiles import COMPLETED, JobFileError, JobPaths, read_status
@@ -42,8 +42,8 @@ def archive_name(job_name: str, kind: str) -> str:
 
 def checkpoint_members(checkpoint_dir: Path, config_yaml: Path) -> dict[str, Path]:
     """Name in the archive -> file: every file of the checkpoint, the run config as config.yaml, and
-    the tokenizer. An adapter saved without a tokenizer gets its base model's, so the archive
-    chats on its own wherever that base is."""
+    the tokenizer (and a VL model's processor configs). An adapter saved without them gets its base
+    model's, so the archive chats on its own wherever that base is."""
     checkpoint_dir = Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
         raise ArchiveError(f"{checkpoint_dir} does not exist; nothing to archive")
@@ -54,15 +54,21 @@ def checkpoint_members(checkpoint_dir: Path, config_yaml: Path) -> dict[str, Pat
     if not Path(config_yaml).is_file():
         raise ArchiveError(f"the job's run config {config_yaml} is missing")
     members["config.yaml"] = Path(config_yaml)
-    if not any(name in members for name in TOKENIZER_FILES):
-        if not is_adapter(checkpoint_dir):
+    has_tokenizer = any(name in members for name in TOKENIZER_FILES)
+    if not is_adapter(checkpoint_dir):
+        if not has_tokenizer:
             raise ArchiveError(f"{checkpoint_dir} has no tokenizer files ({', '.join(TOKENIZER_FILES)})")
-        try:
-            base = adapter_base(checkpoint_dir)
-        except (ModelNotFound, OSError, ValueError, KeyError) as e:
-            raise ArchiveError(f"{checkpoint_dir} has no tokenizer files and its base model cannot give "
-                               f"them: {e}") from None
-        members.update({name: base / name for name in TOKENIZER_FILES if (base / name).is_file()})
+        return members
+    try:
+        base = adapter_base(checkpoint_dir)
+    except (ModelNotFound, OSError, ValueError, KeyError) as e:
+        if has_tokenizer:
+            return members
+        raise ArchiveError(f"{checkpoint_dir} has no tokenizer files and its base model cannot give "
+                           f"them: {e}") from None
+    # the base's fill in an adapter saved without its tokenizer, or a VL one without its processor's settings
+    wanted = PROCESSOR_FILES + (() if has_tokenizer else TOKENIZER_FILES)
+    members.update({name: base / name for name in wanted if name not in members and (base / name).is_file()})
     return members
 
 

@@ -184,9 +184,16 @@ def cmd_data(argv: list[str]) -> int:
         from models.checkpoints import ModelNotFound
         from models.registry import resolve_model_dir
         from trainer.data.tokenize import token_length as tokenizer_length
+        from trainer.data.vl_encode import vl_token_length
+        from trainer.vision import is_vision_model
 
         try:
-            token_length = tokenizer_length(load_tokenizer(resolve_model_dir(args.model)))
+            model_dir = resolve_model_dir(args.model)
+            tokenizer = load_tokenizer(model_dir)
+            if is_vision_model(model_dir):
+                token_length = vl_token_length(tokenizer, args.min_pixels, args.max_pixels)
+            else:
+                token_length = tokenizer_length(tokenizer)
         except ModelNotFound as exc:
             return _data_usage_error(args, f"--model: {exc}")
         except Exception as exc:  # a broken tokenizer file fails in many ways; the report must still say why

@@ -14,17 +14,19 @@ from types import SimpleNamespace
 import numpy as np
 
 from trainer.config import ConfigError
+from trainer.data.check import image_limits
 from trainer.data.tokenize import IGNORE_INDEX, encode_dpo_examples, encode_sft_examples
 from trainer.data.validate import load_examples
+from trainer.data.vl_encode import encode_vl_sft_examples
 from trainer.messages import Message
 
 KIND_FOR_METHOD = {"sft": "sft", "dpo": "preference"}
 
 
-def _load(entries, skip_invalid: bool, log, method: str, key: str):
+def _load(entries, skip_invalid: bool, log, method: str, key: str, limits=None):
     loaded = []
     for index, entry in enumerate(entries):
-        examples, report = load_examples(entry.path, entry.format, skip_invalid)
+        examples, report = load_examples(entry.path, entry.format, skip_invalid, limits)
         wanted = KIND_FOR_METHOD[method]
         if examples and examples[0].kind != wanted:
             where = f"{key}[{index}]"
@@ -54,11 +56,13 @@ def mix(loaded, seed: int):
     return mixed
 
 
-def build_datasets(cfg, tokenizer, log=print):
-    """(train_features, eval_features) for the run's method; eval_features may be empty."""
+def build_datasets(cfg, tokenizer, log=print, processor=None):
+    """(train_features, eval_features) for the run's method; eval_features may be empty. With an
+    image `processor` (a VL model's), SFT rows are encoded with their images."""
     data = cfg.data
-    train_examples = mix(_load(data.train, data.skip_invalid, log, cfg.method, "data.train"), cfg.optim.seed)
-    eval_examples = [ex for _, exs in _load(data.eval, data.skip_invalid, log, cfg.method, "data.eval")
+    limits = image_limits(cfg.vl)
+    train_examples = mix(_load(data.train, data.skip_invalid, log, cfg.method, "data.train", limits), cfg.optim.seed)
+    eval_examples = [ex for _, exs in _load(data.eval, data.skip_invalid, log, cfg.method, "data.eval", limits)
                      for ex in exs]
     if not eval_examples and data.eval_split > 0:
         rng = random.Random(cfg.optim.seed)
@@ -71,6 +75,9 @@ def build_datasets(cfg, tokenizer, log=print):
         if cfg.method == "dpo":
             return encode_dpo_examples(tokenizer, examples, data.max_seq_len, data.max_prompt_len,
                                        data.truncation, what=what)
+        if processor is not None:
+            return encode_vl_sft_examples(tokenizer, processor, examples, data.max_seq_len, data.truncation,
+                                          what=what)
         return encode_sft_examples(tokenizer, examples, data.max_seq_len, data.truncation, what=what)
 
     train, report = encode(train_examples, "data.train")

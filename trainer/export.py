@@ -1,9 +1,13 @@
 """`python -m trainer export`: a self-contained checkpoint from a finished job.
 
 For a LoRA job the adapter is merged into its base model and the merged weights are written with
-the tokenizer (safetensors + config + tokenizer files), ready for `models.serve` or any
-paddleformers loader. For a full fine-tuning job the output already is such a checkpoint and is
-copied. The export directory appears only once complete (written under a temporary name).
+the tokenizer (safetensors + config + tokenizer files, and a VL model's processor configs), ready
+for `models.serve` or any paddleformers loader. A VL model's adapters on its vision transformer and
+resampler merge like the language model's, in the model's own layout (paddleformers stores VL
+linear weights transposed and transposes them back on load, so adding an adapter to the stored
+tensors would be wrong), and the export holds exactly the base's tensor names. For a full
+fine-tuning job the output already is such a checkpoint and is copied. The export directory
+appears only once complete (written under a temporary name).
 """
 
 from __future__ import annotations
@@ -77,8 +81,10 @@ def export(job_dir: Path, merge: bool = True, out_dir: Path | None = None) -> Pa
 
 
 def write_merged(adapter_dir: Path, directory: Path) -> None:
-    """Write the adapter merged into its base, with the adapter's tokenizer files, to `directory`."""
+    """Write the adapter merged into its base, with the adapter's tokenizer (and a VL model's
+    processor) files, to `directory`; the base's fill in any the adapter was saved without."""
     model, base_dir = load_merged(adapter_dir)
     directory.mkdir(parents=True)
     save_model(model, directory, (base_dir / "config.json").read_text(encoding="utf-8"))
+    copy_tokenizer_files(base_dir, directory)
     copy_tokenizer_files(adapter_dir, directory)

@@ -189,9 +189,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
                             "{key}：gpu 需要带 CUDA 的 PaddlePaddle，但当前环境是 CPU 版（{build}）；请从 Paddle 自己的"
                             "软件包索引安装 GPU 版，并选择与 CUDA 版本对应的索引（见 README.md 中 GPU 机器一节）："
                             "{command}；或在本机使用 devices.device=cpu precision=fp32 训练"),
-    "model-vision": _m("{key}: {name} is a vision-language model; ERNIE Studio trains the text models only for now "
-                       "(vision-language training is not there yet)",
-                       "{key}：{name} 是视觉语言模型；ERNIE Studio 目前只训练文本模型（尚不支持视觉语言训练）"),
+    "model-vision-dpo": _m("{key}: dpo is not supported for the vision-language model {name}; use sft",
+                           "{key}：视觉语言模型 {name} 不支持 dpo；请使用 sft"),
+    "vl-text-model": _m("{key}: {name} is a text model; this option is for vision-language models",
+                        "{key}：{name} 是文本模型；此选项只适用于视觉语言模型"),
+    "vl-nothing-to-train": _m("{key}: vl.freeze_vision, vl.freeze_adapter and vl.freeze_lm together leave nothing "
+                              "to train", "{key}：vl.freeze_vision、vl.freeze_adapter 与 vl.freeze_lm 同时开启，"
+                              "没有可训练的部分"),
+    "vl-pixels-order": _m("{key}: {low} is above vl.max_pixels {high}", "{key}：{low} 大于 vl.max_pixels {high}"),
     "model-unusable": _m("{key}: {reason}", "{key}：{reason}"),
     "import-note-gpu-layout": _m("ERNIEKit takes its GPUs from CUDA_VISIBLE_DEVICES, not from the file; its degrees "
                                  "(tensor {tensor} x pipeline {pipeline} x sharding {sharding}) need {n} processes, "

@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.checkpoints import ModelNotFound, adapter_base, check_checkpoint_dir, is_adapter
+from models.checkpoints import VISION_MODEL_TYPES, ModelNotFound, adapter_base, check_checkpoint_dir, is_adapter
 from models.registry import MODELS, resolve_model_dir
 from plumbing.paddle_build import installed_build
 from trainer import parallel
 from trainer.messages import Message
+from trainer.schema import field_spec
 
 
 def machine_problems(v: dict[str, Any]) -> list[tuple[str, Message]]:
@@ -39,8 +40,6 @@ def model_problems(v: dict[str, Any]) -> list[tuple[str, Message]]:
     if not name:
         return []  # the cross-field rules name the empty field
     spec = MODELS.get(name)
-    if spec is not None and spec.kind == "vl-moe":
-        return [(key, Message("model-vision", key=key, name=name))]
     config: dict | None = None
     if spec is None or not spec.builtin:
         try:
@@ -48,7 +47,28 @@ def model_problems(v: dict[str, Any]) -> list[tuple[str, Message]]:
         except ModelNotFound as exc:
             return [(key, Message("model-unusable", key=key, reason=str(exc)))]
     moe = ("moe" in config.get("model_type", "")) if config else (spec.kind != "dense" if spec else None)
-    return parallel.model_problems(v, config, moe)
+    vision = config.get("model_type") in VISION_MODEL_TYPES if config else spec.kind == "vl-moe"
+    return vl_problems(v, name, vision) + parallel.model_problems(v, config, moe)
+
+
+VL_TRAINING_OPTIONS = ("vl.freeze_vision", "vl.freeze_adapter", "vl.freeze_lm", "vl.vision_lr_ratio")
+
+
+def vl_problems(v: dict[str, Any], name: str, vision: bool) -> list[tuple[str, Message]]:
+    """What the `vl` options and the method ask of the model: VL models train with SFT, the `vl`
+    training options are theirs only, and something must be left to train."""
+    if not vision:
+        return [(key, Message("vl-text-model", key=key, name=name)) for key in VL_TRAINING_OPTIONS
+                if v.get(key, field_spec(key).default) != field_spec(key).default]
+    problems = []
+    if v.get("method") == "dpo":
+        problems.append(("method", Message("model-vision-dpo", key="method", name=name)))
+    if all(v.get(key) is True for key in VL_TRAINING_OPTIONS[:3]):
+        problems.append(("vl.freeze_lm", Message("vl-nothing-to-train", key="vl.freeze_lm")))
+    if v.get("vl.min_pixels", 0) > v.get("vl.max_pixels", float("inf")):
+        problems.append(("vl.min_pixels", Message("vl-pixels-order", key="vl.min_pixels",
+                                                  low=v["vl.min_pixels"], high=v["vl.max_pixels"])))
+    return problems
 
 
 def _checkpoint_dir(name: str) -> Path:

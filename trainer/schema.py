@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from models.chat_template import TEMPLATES
+from models.image_facts import DEFAULT_MIN_PIXELS, FACTOR
 from trainer.data.formats import FORMATS
 
 DATA_FORMATS = ("auto", *FORMATS)
@@ -129,9 +130,34 @@ class MoeSection:
                               advanced=True)
 
 
+_VL_ONLY = " Vision-language models only."
+
+
+@dataclass
+class VlSection:
+    freeze_vision: bool = _opt(False, "Keep the vision transformer's weights fixed (no adapters on it with "
+                               "LoRA)." + _VL_ONLY, label="Freeze vision transformer")
+    freeze_adapter: bool = _opt(False, "Keep the adapter (the resampler that maps image features into the "
+                                "language model) fixed (no adapters on it with LoRA)." + _VL_ONLY,
+                                label="Freeze adapter")
+    freeze_lm: bool = _opt(False, "Keep the language model (embeddings, decoder layers, output head) fixed, "
+                           "training only the vision side." + _VL_ONLY, label="Freeze language model")
+    vision_lr_ratio: float = _opt(1.0, "The vision transformer learns at the learning rate times this "
+                                  "(ERNIEKit's vit_lr_ratio)." + _VL_ONLY, label="Vision learning-rate ratio",
+                                  minimum=0, min_exclusive=True, maximum=10, advanced=True)
+    min_pixels: int = _opt(DEFAULT_MIN_PIXELS, "Smallest image area in pixels: a smaller image is a data "
+                           "problem; each 28x28 block is one image token." + _VL_ONLY,
+                           label="Min pixels", minimum=FACTOR * FACTOR, advanced=True)
+    max_pixels: int = _opt(1280 * FACTOR * FACTOR, "Largest image area in pixels: a larger image is a data "
+                           "problem (in chat it is scaled down); 1280 image tokens by default." + _VL_ONLY,
+                           label="Max pixels", minimum=FACTOR * FACTOR, advanced=True)
+
+
 @dataclass
 class DataSection:
-    train: list[DatasetEntry] = _opt([], "Training files, mixed by probability.", label="Training data")
+    train: list[DatasetEntry] = _opt([], "Training files, mixed by probability (for a vision-language model, "
+                                     "image files and text-only files mix the same way).",
+                                     label="Training data")
     eval: list[DatasetEntry] = _opt([], "Evaluation files (optional).", label="Evaluation data")
     eval_split: float = _opt(0.0, "Fraction of the training data held out for evaluation when no "
                              "evaluation files are given.", minimum=0, maximum=0.5, max_exclusive=True)
@@ -238,6 +264,7 @@ class RunConfig:
     finetuning: FinetuningSection = field(default_factory=FinetuningSection)
     dpo: DpoSection = field(default_factory=DpoSection)
     moe: MoeSection = field(default_factory=MoeSection)
+    vl: VlSection = field(default_factory=VlSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     precision: str = _opt("fp32", "Training precision; bf16 and fp16 need a GPU.",

@@ -75,8 +75,18 @@ def lora_target_patterns(model, targets: list[str], exclude: list[str] = ()) -> 
 
     linear = (nn.Linear, linear_utils.ColumnParallelLinear, linear_utils.RowParallelLinear,
               linear_utils.ColumnSequenceParallelLinear, linear_utils.RowSequenceParallelLinear)
-    return target_patterns([name for name, layer in model.named_sublayers() if isinstance(layer, linear)],
-                           targets, exclude)
+    layers = dict(model.named_sublayers())
+    patterns = target_patterns([name for name, layer in layers.items() if isinstance(layer, linear)],
+                               targets, exclude)
+    # LoRA replaces whatever a pattern matches, and a name can be a linear layer in one place and a
+    # container in another (a VL model's resampler `mlp` is a Linear, each decoder layer's `mlp` a
+    # MoE block; `spatial_linear` a Sequential with activations): those are ruled out by name
+    others = [name for name, layer in layers.items() if not isinstance(layer, linear)]
+    guarded = []
+    for pattern in patterns:
+        clashes = [re.escape(name) for name in others if re.fullmatch(pattern, name)]
+        guarded.append(f"(?!(?:{'|'.join(clashes)})$){pattern}" if clashes else pattern)
+    return guarded
 
 
 def target_patterns(linear_layers: list[str], targets: list[str], exclude: list[str] = ()) -> list[str]:
@@ -153,13 +163,17 @@ def build_model(cfg: RunConfig, model_dir: Path, dtype: str, parallel_args=None)
     from models.loader import load_model
     from models.mtp import carried_layers
 
+    from trainer.vision import apply_vl_options, is_vision_model, lora_exclusions
+
+    vision = is_vision_model(model_dir)
     overrides = {**moe_overrides(cfg, model_dir), **model_config_overrides(cfg.gpu, parallel_args)}
     model = load_model(model_dir, dtype=dtype, config_overrides=overrides,
                        pipeline=cfg.gpu.pipeline_parallel_degree > 1)
     if cfg.finetuning.type == "lora":
         lora = cfg.finetuning.lora
         lora_config = LoRAConfig(
-            target_modules=lora_target_patterns(model, lora.target_modules, frozen_experts(cfg)),
+            target_modules=lora_target_patterns(model, lora.target_modules,
+                                                frozen_experts(cfg) + (lora_exclusions(cfg.vl) if vision else [])),
             r=lora.rank,
             lora_alpha=lora.alpha,
             lora_dropout=lora.dropout,
@@ -172,6 +186,8 @@ def build_model(cfg: RunConfig, model_dir: Path, dtype: str, parallel_args=None)
         model.mark_only_lora_as_trainable()
     else:
         freeze_moe_parts(cfg, model)
+    if vision:
+        apply_vl_options(cfg.vl, model.model if cfg.finetuning.type == "lora" else model)
     trainable = sum(p.numel().item() for p in model.parameters() if not p.stop_gradient)
     total = sum(p.numel().item() for p in model.parameters())
     log(f"model: {model_dir} ({cfg.finetuning.type}); trainable parameters {trainable:,} of {total:,}")
@@ -243,6 +259,7 @@ def save_output(cfg: RunConfig, trainer, model_dir: Path, out_dir: Path, is_main
     Every rank takes part in `save_model` (it synchronises the ranks); only rank 0 writes.
     """
     from models.chat_template import ship_template
+    from trainer.vision import ship_pixel_limits
 
     staging = staging_dir(out_dir)
     if is_main:
@@ -258,6 +275,7 @@ def save_output(cfg: RunConfig, trainer, model_dir: Path, out_dir: Path, is_main
         ship_template(staging / "tokenizer_config.json", cfg.model.template)
     if cfg.finetuning.type == "lora":
         write_adapter_info(staging, model_dir, cfg.model.name_or_path, cfg.method)
+    ship_pixel_limits(staging, cfg.vl)
     publish(staging, out_dir)
 
 
@@ -276,17 +294,22 @@ def studio_trainer_class(method: str = "sft"):
     """paddleformers' Trainer (DPOTrainer for DPO), counting the tokens of every training batch for
     the tokens/s figure."""
     import paddleformers.trainer.trainer as trainer_module
-    from paddleformers.cli.train.dpo.dpo_trainer import DPOTrainer
     from paddleformers.trainer import Trainer
 
     from models.mtp import checkpoint_layout
+    from trainer.vision import vl_loss
 
     if not hasattr(trainer_module, "GPTModel"):
         # paddleformers 1.2.0's evaluation_loop tests isinstance(model.model, GPTModel), a name it only
         # imports with paddlefleet installed: evaluating a LoRA model raises NameError without this.
         trainer_module.GPTModel = type("GPTModelUnavailable", (), {})
 
-    class StudioTrainer(DPOTrainer if method == "dpo" else Trainer):
+    base = Trainer
+    if method == "dpo":
+        # only here: paddleformers' DPO module brings scikit-learn and SciPy, most of a second of imports
+        from paddleformers.cli.train.dpo.dpo_trainer import DPOTrainer as base
+
+    class StudioTrainer(base):
         def __init__(self, *args, token_counter, **kwargs):
             super().__init__(*args, **kwargs)
             self.token_counter = token_counter
@@ -302,9 +325,11 @@ def studio_trainer_class(method: str = "sft"):
 
         if method == "sft":
             def compute_loss(self, model, inputs, return_outputs=False):
-                if "sequence_lengths" not in inputs:
-                    return super().compute_loss(model, inputs, return_outputs=return_outputs)
-                return token_balanced_loss(model, inputs, return_outputs)
+                if "sequence_lengths" in inputs:
+                    return token_balanced_loss(model, inputs, return_outputs)
+                if "token_type_ids" in inputs:
+                    return vl_loss(model, inputs, return_outputs)
+                return super().compute_loss(model, inputs, return_outputs=return_outputs)
 
         if method == "dpo":
             def log(self, logs, **kwargs):
@@ -330,8 +355,10 @@ def token_balanced_loss(model, inputs: dict, return_outputs: bool = False):
     import paddle
     import paddle.nn.functional as F
 
+    from trainer.vision import model_inputs
+
     labels, lengths = inputs["labels"], inputs["sequence_lengths"]
-    outputs = model(input_ids=inputs["input_ids"], return_dict=True)
+    outputs = model(**model_inputs(inputs), return_dict=True)
     token_loss = F.cross_entropy(outputs.logits.astype("float32"), labels.unsqueeze(-1), ignore_index=-100,
                                  reduction="none").squeeze(-1)
     supervised = (labels != -100).astype("float32")
@@ -411,7 +438,9 @@ def train(cfg: RunConfig, paths: JobPaths, resume: bool, stop) -> str:
     from models.chat_template import use_template
     from models.loader import load_tokenizer
     from trainer.callbacks import JobCallback, TokenCounter
+    from models.vl_inputs import ImageProcessor
     from trainer.datasets import Collator, FeatureDataset, PreferenceCollator, build_datasets
+    from trainer.vision import VisionCollator, is_vision_model
 
     is_main = rank() == 0
     dtype = check_precision(cfg)
@@ -426,7 +455,9 @@ def train(cfg: RunConfig, paths: JobPaths, resume: bool, stop) -> str:
     model_dir = starting_point(cfg, paths)
     tokenizer = load_tokenizer(model_dir)
     use_template(tokenizer, cfg.model.template)
-    train_features, eval_features = build_datasets(cfg, tokenizer, log=log)
+    vision = is_vision_model(model_dir)
+    processor = ImageProcessor(model_dir, cfg.vl.min_pixels, cfg.vl.max_pixels) if vision else None
+    train_features, eval_features = build_datasets(cfg, tokenizer, log=log, processor=processor)
     # Model parallelism splits the layers as they are built, inside the process groups that
     # paddleformers' TrainingArguments set up; otherwise every rank loads the whole model first
     # (models/loader.py: rank_local_loading needs the groups not to exist yet).
@@ -439,7 +470,8 @@ def train(cfg: RunConfig, paths: JobPaths, resume: bool, stop) -> str:
         extra = dpo_setup(cfg, model, model_dir, dtype, parallel_args)
         collator = PreferenceCollator(tokenizer, bool(model.config.use_filtered_label_loss))
     else:
-        extra, collator = {}, Collator(tokenizer.pad_token_id, with_lengths=cfg.moe.token_balanced_loss)
+        collator_class = VisionCollator if vision else Collator
+        extra, collator = {}, collator_class(tokenizer.pad_token_id, with_lengths=cfg.moe.token_balanced_loss)
 
     checkpoint = None
     if resume:

@@ -4,8 +4,10 @@ side by side on the same prompt.
 
 Each side keeps its own conversation (their replies differ); one Send streams both at once
 (models.chat_client.side_by_side_batches), and Stop ends the streams. Reasoning shows as a
-collapsible "thinking" message. The conversations and settings live in the browser session; the
-servers are shared by all sessions.
+collapsible "thinking" message. The message box takes images too (upload, drop or paste); they
+are checked before anything is sent, shown in the conversation, and sent to both sides as data:
+URLs, where a text model's side says it cannot take them (webui/chat_attachments.py). The
+conversations and settings live in the browser session; the servers are shared by all sessions.
 
 The page spends tens of milliseconds on every update it gets (Gradio refreshes the loading status of
 each of the page's components, whatever changed), so it gets the replies at most UPDATES_PER_S
@@ -21,7 +23,8 @@ from functools import partial
 
 import gradio as gr
 
-from models.chat_client import ChatClient, ChatError, Delta, side_by_side_batches
+from models.chat_client import ChatError, Delta, side_by_side_batches
+from webui.chat_attachments import Refused, api_content, check_attachments, user_message
 from webui.context import StudioContext
 from webui.i18n import DEFAULT_LANG, Phrase, said, t
 from webui.model_servers import list_checkpoints
@@ -43,7 +46,7 @@ class ChatSide:
 class ChatTab:
     sides: list[ChatSide]
     settings: list  # system prompt, temperature, top_p, top_k, max_tokens, repetition penalty, seed, thinking
-    message: gr.Textbox
+    message: gr.MultimodalTextbox
     send: gr.Button
     stop: gr.Button
     clear: gr.Button
@@ -96,7 +99,8 @@ def build(ctx: StudioContext) -> ChatTab:
         bots = [gr.Chatbot(elem_id=f"chat-bot-{side}", height=420,
                            label=bot_label(ctx, model.value, DEFAULT_LANG)) for side, (model, *_) in zip(SIDES, pickers)]
     with gr.Row(equal_height=True):
-        message = T.make(gr.Textbox, "chat-input", lines=2, scale=5)
+        message = T.make(gr.MultimodalTextbox, "chat-input", lines=2, scale=5, file_types=["image"],
+                         file_count="multiple", sources=["upload"], submit_btn=False)
         send = T.make(gr.Button, "chat-send", variant="primary", scale=1, min_width=100)
         stop = T.make(gr.Button, "chat-stop", variant="stop", scale=1, min_width=100, visible=False)
         clear = T.make(gr.Button, "chat-clear", scale=1, min_width=100)
@@ -105,26 +109,30 @@ def build(ctx: StudioContext) -> ChatTab:
                    message=message, send=send, stop=stop, clear=clear)
 
 
-def api_messages(history: list[dict], system: str) -> list[dict]:
+def api_messages(history: list[dict], system: str, images: bool = True) -> list[dict]:
     """The conversation a server needs from a chatbot history: thinking and error bubbles (the
-    messages with metadata) are the studio's own and are left out."""
+    messages with metadata) are the studio's own and are left out; images are sent as data: URLs,
+    or left out (`images` false, for a text model). Raises OSError for an image file that is gone."""
     messages = [{"role": "system", "content": system.strip()}] if system and system.strip() else []
     for message in history:
         if not message.get("metadata"):
-            messages.append({"role": message["role"], "content": str(message["content"])})
+            messages.append({"role": message["role"], "content": api_content(message["content"], images)})
     return messages
 
 
-def request_params(client: ChatClient, temperature, top_p, top_k, max_tokens, penalty, seed, thinking) -> dict:
-    """The sampling settings as request parameters; thinking is only sent to a model that has it."""
-    can_think = bool(client.model_card().get("thinking"))
+def request_params(card: dict, temperature, top_p, top_k, max_tokens, penalty, seed, thinking) -> dict:
+    """The sampling settings as request parameters; thinking is only sent to a model that has it
+    (`card`: the server's model card)."""
+    can_think = bool(card.get("thinking"))
     return dict(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k) or None,
                 max_tokens=int(max_tokens), repetition_penalty=float(penalty),
                 seed=int(seed) if seed else None, thinking=bool(thinking) if can_think else None)
 
 
 def error_message(text: str) -> dict:
-    return {"role": "assistant", "content": text, "metadata": {"title": "⚠️", "status": "done"}}
+    # a bubble with metadata is the studio's own (api_messages leaves it out); without a status it is
+    # shown open, so the error is read without a click
+    return {"role": "assistant", "content": text, "metadata": {"title": "⚠️"}}
 
 
 def describe(ctx: StudioContext, checkpoint: str) -> str:
@@ -137,7 +145,8 @@ def describe(ctx: StudioContext, checkpoint: str) -> str:
         card = client.model_card()
     except ChatError as exc:  # the server died since the liveness check
         return said("msg-chat-failed", error=str(exc))
-    return said("msg-chat-loaded", context=card.get("max_model_len", "?"),
+    return said("msg-chat-loaded-vision" if card.get("vision") else "msg-chat-loaded",
+                context=card.get("max_model_len", "?"),
                 thinking=Phrase("msg-chat-yes" if card.get("thinking") else "msg-chat-no"))
 
 
@@ -164,33 +173,55 @@ def unload(ctx: StudioContext, checkpoint: str) -> str:
     return describe(ctx, checkpoint)
 
 
-def send(ctx: StudioContext, text: str, histories: list[list[dict]], checkpoints: list[str], settings: list,
-         lang: str):
-    """Stream both sides' replies; yields the message box's value, then every side's history (in
-    the order of `histories`), at most UPDATES_PER_S times a second and once more at the end.
-    Closing it ends the streams."""
+def send(ctx: StudioContext, message: dict | str, histories: list[list[dict]], checkpoints: list[str],
+         settings: list, lang: str):
+    """Stream both sides' replies to `message` (the message box's {"text", "files"}, or text);
+    yields the message box's value, then every side's history (in the order of `histories`), at
+    most UPDATES_PER_S times a second and once more at the end. Closing it ends the streams. An
+    attachment that is not an image a server takes is said on each side, and the message is kept
+    in its box."""
     histories = [list(h or []) for h in histories]
-    if not text or not text.strip():
+    if not isinstance(message, dict):
+        message = {"text": message, "files": []}
+    text, files = message.get("text") or "", list(message.get("files") or [])
+    if not text.strip() and not files:
+        yield gr.skip(), *histories
+        return
+    try:
+        check_attachments(files)
+    except Refused as refused:
+        for index, checkpoint in enumerate(checkpoints):
+            if checkpoint:
+                histories[index].append(error_message(Phrase(refused.key, refused.fields).text(lang)))
         yield gr.skip(), *histories
         return
     sides, requests = [], []
     for index, checkpoint in enumerate(checkpoints):
         if not checkpoint:
             continue
-        histories[index].append({"role": "user", "content": text})
+        histories[index].append(user_message(text, files))
         client = ctx.models.client(checkpoint)
         if client is None:
             histories[index].append(error_message(t("msg-chat-not-loaded", lang)))
             continue
         system, *sampling = settings
         try:
-            params = request_params(client, *sampling)
+            card = client.model_card()
         except Exception as exc:  # the server went away between the check and the question
             histories[index].append(error_message(t("msg-chat-failed", lang, error=str(exc))))
             continue
+        if files and not card.get("vision"):
+            histories[index].append(error_message(t("msg-chat-text-model", lang,
+                                                    model=bot_label(ctx, checkpoint, lang))))
+            continue
+        try:
+            messages = api_messages(histories[index], system, images=bool(card.get("vision")))
+        except OSError as exc:
+            histories[index].append(error_message(t("msg-chat-image-gone", lang, error=exc.strerror or str(exc))))
+            continue
         sides.append(index)
-        requests.append((client, api_messages(histories[index], system), params))
-    yield "", *histories
+        requests.append((client, messages, request_params(card, *sampling)))
+    yield {"text": "", "files": []}, *histories
     replies = {index: {"reasoning": None, "answer": None} for index in sides}
     with closing(side_by_side_batches(requests, every_s=1 / UPDATES_PER_S)) as batches:
         for batch in batches:

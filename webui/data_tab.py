@@ -1,6 +1,7 @@
-"""The Data tab: upload (drag and drop or file chooser), validation report with every error's file,
-line and field, a paged preview, statistics with a token-length histogram, and the stored datasets
-(reuse in the training form, delete).
+"""The Data tab: upload (drag and drop or file chooser; a zip of a data file and its images, or a
+data file dropped with its images), validation report with every error's file, line and field, a
+paged preview (thumbnails beside rows with images), statistics with a token-length histogram and
+image statistics, and the stored datasets (reuse in the training form, delete).
 
 Validation and character statistics run in this process (trainer.data has no paddle); token counts
 need the tokenizer, so they come from `python -m trainer data check --json` in a subprocess
@@ -23,10 +24,12 @@ import gradio as gr
 import pandas as pd
 
 from models.registry import DEFAULT_MODEL, MODELS
+from trainer.data.images import IMAGE_EXTENSIONS
 from trainer.data.readers import SUPPORTED_EXTENSIONS, BadRecord
 from webui.context import StudioContext
 from webui import first_run
 from webui.dataset_store import Dataset, DatasetError, count_tokens, human_size, preview_rows
+from webui.thumbnails import images_cell
 from webui.form import ENTRY_COLUMNS, ENTRY_DEFAULTS, Form, StoredNames, from_widget, to_widget
 from webui.form import BY_KEY as FORM_SPECS
 from webui.i18n import Phrase, both, message_text, said, t
@@ -34,6 +37,8 @@ from webui.views import TabViews
 
 PAGE_SIZE = 10
 CELL_CHARS = 300
+PREVIEW_WIDTHS = ["9%", "7%", "18%", "36%", "30%"]
+IMAGE_PREVIEW_WIDTHS = ["7%", "5%", "12%", "30%", "24%", "22%"]
 # Token counting starts a tokenizer process; two at a time at most, whichever event asked.
 TOKEN_COUNT = {"concurrency_id": "token-count", "concurrency_limit": 2}
 
@@ -131,6 +136,17 @@ class DataTab(TabViews):
     sample_sft: gr.Button
     sample_dpo: gr.Button
 
+    def updates(self, view: NamedTuple) -> dict:
+        """As TabViews', with a preview frame sent with its columns' types: a page with images has
+        a markdown column of thumbnails, and a page without sets the table back to plain text."""
+        out = super().updates(view)
+        frame = out.get(self.preview)
+        if isinstance(frame, pd.DataFrame):
+            images = frame.attrs.get("images", False)
+            out[self.preview] = gr.update(
+                value=frame, datatype=["str"] * (len(frame.columns) - 1) + ["markdown"] if images else "str",
+                column_widths=IMAGE_PREVIEW_WIDTHS if images else PREVIEW_WIDTHS)
+        return out
 
 
 def build(ctx: StudioContext) -> DataTab:
@@ -139,7 +155,7 @@ def build(ctx: StudioContext) -> DataTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             upload = T.make(gr.File, "data-upload", file_count="multiple", type="filepath",
-                            file_types=list(SUPPORTED_EXTENSIONS), height=150)
+                            file_types=[*SUPPORTED_EXTENSIONS, ".zip", *IMAGE_EXTENSIONS], height=150)
             T.make(gr.Markdown, "data-hint", fmt={"limit": human_size(ctx.max_upload_bytes)})
             samples, sample_sft, sample_dpo = first_run.build_samples(ctx)
             with gr.Row():
@@ -168,7 +184,7 @@ def build(ctx: StudioContext) -> DataTab:
         with gr.Column(scale=3):
             T.make(gr.Markdown, "data-preview-title")
             preview = T.make(gr.Dataframe, "data-preview", interactive=False, wrap=True, max_height=420,
-                             column_widths=["9%", "7%", "18%", "36%", "30%"])
+                             column_widths=PREVIEW_WIDTHS)
             with gr.Row():
                 prev = T.make(gr.Button, "data-prev", size="sm")
                 page_label = gr.Markdown(elem_id="data-page")
@@ -210,11 +226,15 @@ def _turns(messages) -> str:
 
 
 def preview_frame(dataset: Dataset, page: int, lang: str) -> pd.DataFrame:
-    """One page of rows; a preference dataset shows its chosen and rejected replies side by side."""
+    """One page of rows; a preference dataset shows its chosen and rejected replies side by side,
+    and a page with images their thumbnails in a last column (`attrs["images"]` says so)."""
     items = preview_rows(dataset, page, PAGE_SIZE)
-    pairs = any(item.get("example") is not None and item["example"].chosen is not None for item in items)
+    examples = [item["example"] for item in items if item.get("example") is not None]
+    pairs = any(example.chosen is not None for example in examples)
+    images = any(example.images for example in examples)
     replies = ("chosen", "rejected") if pairs else ("response",)
-    cols = [t(f"msg-col-{c}", lang) for c in ("line", "ok", "system", "prompt", *replies)]
+    cols = [t(f"msg-col-{c}", lang) for c in ("line", "ok", "system", "prompt", *replies, *(("images",) if images
+                                                                                                else ()))]
     rows = []
     for item in items:
         example = item.get("example")
@@ -224,15 +244,18 @@ def preview_frame(dataset: Dataset, page: int, lang: str) -> pd.DataFrame:
                 prompt, answers = turns, [example.chosen, example.rejected]
             else:
                 prompt, answers = turns[:-1], [turns[-1].content]
+            thumbs = [images_cell(dataset.path.parent, example.images, item["line"])] if images else []
             rows.append([item["line"], "✓", _cut(example.system or ""), _cut(_turns(prompt)),
-                         *(_cut(a) for a in answers)])
+                         *(_cut(a) for a in answers), *thumbs])
         else:
             raw = item["raw"]
             shown = (raw.text or message_text(raw.message, lang)) if isinstance(raw, BadRecord) else str(raw)
             problems = _cut("; ".join((f"{issue.field}: " if issue.field else "") + message_text(issue.message, lang)
                                       for issue in item["issues"]))
-            rows.append([item["line"], "✗", "", _cut(shown), problems, *([""] * (len(replies) - 1))])
-    return pd.DataFrame(rows, columns=cols)
+            rows.append([item["line"], "✗", "", _cut(shown), problems, *([""] * (len(cols) - 5))])
+    frame = pd.DataFrame(rows, columns=cols)
+    frame.attrs["images"] = images
+    return frame
 
 
 def errors_frame(dataset: Dataset, meta: dict, lang: str) -> pd.DataFrame:
@@ -257,9 +280,19 @@ def stats_text(meta: dict, lang: str) -> str:
     stats = meta.get("stats")
     if not stats or not stats.get("rows"):
         return ""
-    return t("msg-data-stats", lang, rows=stats["rows"], turns_mean=stats["turns"]["mean"],
+    text = t("msg-data-stats", lang, rows=stats["rows"], turns_mean=stats["turns"]["mean"],
              turns_max=stats["turns"]["max"], multi=stats["multi_turn_rows"], system=stats["with_system"],
              think=stats["with_think"], chars_mean=stats["characters"]["mean"], chars_max=stats["characters"]["max"])
+    images = stats.get("images")
+    if not images:
+        return text
+    sizes = {name: "×".join(map(str, size)) for name, size in images["size"].items()}
+    return text + "\n\n" + t("msg-data-images", lang, total=images["total"], rows=images["rows"],
+                             mean=images["per_row"]["mean"], max=images["per_row"]["max"],
+                             smallest=sizes.get("min", "–"), median=sizes.get("median", "–"),
+                             largest=sizes.get("max", "–"), tokens_min=images["tokens_per_row"]["min"],
+                             tokens_mean=images["tokens_per_row"]["mean"], tokens_max=images["tokens_per_row"]["max"],
+                             min_pixels=images["limits"][0], max_pixels=images["limits"][1])
 
 
 def tokens_text(tokens: dict, model: str, lang: str) -> str:
@@ -356,25 +389,55 @@ def token_stats(ctx: StudioContext, dataset_id: str | None, model: str, max_len:
     yield Tokens(base + "\n\n" + tokens_text(tokens, model, lang), histogram_update(tokens))
 
 
+def _is_image(path: str) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
 def store_uploads(ctx: StudioContext, files: list[str] | None, lang: str) -> Stored:
-    """Store every uploaded file; one line per file says what happened."""
+    """Store every uploaded file (a zip with its images unpacked); images dropped with one data file
+    are stored with it. One line per dataset says what happened."""
+    files = list(files or [])
+    images = [path for path in files if _is_image(path)]
     lines, last = [], None
-    for path in files or []:
-        original = Path(path).name
-        try:
-            dataset = ctx.datasets.add(path, original)
-        except (DatasetError, OSError) as e:
-            lines.append(Phrase("msg-data-refused", {"name": original,
-                                                     "error": e.reason if isinstance(e, DatasetError) else str(e)}))
-            continue
-        finally:
+    try:
+        singles = files
+        if images:
+            data = [path for path in files if Path(path).suffix.lower() in SUPPORTED_EXTENSIONS]
+            singles = [path for path in files if path not in images and path not in data]
+            names = ", ".join(Path(path).name for path in (data or images)[:6])
+            if len(data) == 1:
+                last = _store(ctx, lines, data[0], [(path, Path(path).name) for path in images])
+            else:
+                key = "msg-upload-images-several" if data else "msg-upload-images-alone"
+                lines.append(Phrase("msg-data-refused", {"name": names, "error": Phrase(key, {"n": len(data)})}))
+        for path in singles:
+            last = _store(ctx, lines, path) or last
+    finally:
+        for path in files:
             _discard_upload(path)
-        last = dataset.id
-        lines.append(Phrase("msg-data-stored", {"name": dataset.name, "size": human_size(dataset.size)}))
     choices = dataset_choices(ctx)
     return Stored(both(lambda lg: "\n".join("- " + line.text(lg) for line in lines)), dataset_table(ctx, lang),
                   gr.update(choices=choices, value=last) if last else gr.update(choices=choices), None,
                   first_run.samples_update(ctx))
+
+
+def _store(ctx: StudioContext, lines: list, path: str, images: list | None = None) -> str | None:
+    """Store one upload (with `images`, (path, name) each, if any), adding its line; its id, or None."""
+    original = Path(path).name
+    try:
+        dataset = ctx.datasets.add_with_images(path, original, images) if images else ctx.datasets.add(path, original)
+    except (DatasetError, OSError) as e:
+        lines.append(Phrase("msg-data-refused", {"name": original,
+                                                 "error": e.reason if isinstance(e, DatasetError) else str(e)}))
+        return None
+    meta = ctx.datasets.meta(dataset)
+    stored = "msg-data-stored-images" if meta.get("images") else "msg-data-stored"
+    lines.append(Phrase(stored, {"name": dataset.name, "size": human_size(dataset.size), "n": meta.get("images")}))
+    if meta.get("left_out"):
+        left_out = meta["left_out"]
+        lines.append(Phrase("msg-data-left-out", {"name": original, "files": ", ".join(left_out[:8])
+                                                  + (", …" if len(left_out) > 8 else "")}))
+    return dataset.id
 
 
 def store_sample(ctx: StudioContext, which: str, lang: str) -> Stored:

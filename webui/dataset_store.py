@@ -20,18 +20,23 @@ import sys
 import tempfile
 import time
 import unicodedata
+from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 from plumbing import sqlite
-from plumbing.files import atomic_write_json
+from plumbing.files import atomic_write_json, human_size
 from plumbing.locking import exclusive
 from plumbing.paths import REPO_ROOT
+from trainer.data.check import image_limits
+from trainer.data.dataset_zip import ZipLimits, ZipRefused, unpack
 from trainer.data.formats import FORMATS, try_convert
+from trainer.data.images import ImageContext
 from trainer.data.readers import SUPPORTED_EXTENSIONS, DataError, iter_records
 from trainer.data.stats import StatsCollector
 from trainer.data.validate import validate_file
+from trainer.data.vl_formats import image_references
 from trainer.messages import Message
 from webui.i18n import Phrase
 
@@ -69,7 +74,8 @@ class DatasetError(Exception):
         super().__init__(reason.text("en") if isinstance(reason, Phrase) else reason)
 
     def text(self, lang: str) -> str:
-        return self.reason.text(lang) if isinstance(self.reason, Phrase) else str(self.reason)
+        """A Phrase of the UI's catalogue or a trainer Message (a zip's refusal) in `lang`."""
+        return self.reason.text(lang) if isinstance(self.reason, (Phrase, Message)) else str(self.reason)
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,9 @@ def sanitise_name(name: str) -> str:
         raise DatasetError(Phrase("msg-upload-type", {"name": repr(base or name),
                                                       "ext": ext or Phrase("msg-upload-no-ext"),
                                                       "supported": ", ".join(SUPPORTED_EXTENSIONS)}))
-    return (safe_stem(stem, _NAME_MAX - len(ext)) or "data") + ext
+    name = (safe_stem(stem, _NAME_MAX - len(ext)) or "data") + ext
+    # the dataset's folder keeps its report under this name
+    return "data_" + name if name == "meta.json" else name
 
 
 def safe_stem(text: str, max_bytes: int = _NAME_MAX) -> str:
@@ -113,14 +121,6 @@ def safe_stem(text: str, max_bytes: int = _NAME_MAX) -> str:
     return stem.encode()[:max_bytes].decode(errors="ignore")
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
 class DatasetStore:
     """Datasets of one WORKDIR. Thread-safe: every call opens its own SQLite connection."""
 
@@ -129,6 +129,8 @@ class DatasetStore:
         self.root = self.workdir / "datasets"
         self.db_path = self.workdir / "studio.db"
         self.max_bytes = max_bytes
+        # a zip may unpack to four times the upload limit: its data file compresses, its images do not
+        self.zip_limits = ZipLimits(max_total_bytes=4 * max_bytes)
         self.root.mkdir(parents=True, exist_ok=True)
         self._migrate()
 
@@ -152,9 +154,79 @@ class DatasetStore:
     # -- add ------------------------------------------------------------------------------------
 
     def add(self, source: str | os.PathLike, original_name: str) -> Dataset:
-        """Copy an uploaded file into the store, validate it and record it; the same content uploaded
-        again returns the dataset already stored."""
+        """Copy an uploaded file (a data file, or a zip of one with its images) into the store,
+        validate it and record it; the same content uploaded again returns the dataset already
+        stored."""
+        if original_name.lower().endswith(".zip"):
+            return self.add_zip(source, original_name)
         name = sanitise_name(original_name)
+        size = self._check_upload(source, name)
+        folder = self._new_folder()
+        try:
+            digest = _copy(source, folder / name)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return self._place(digest.hexdigest()[:16], folder, name, size)
+
+    def add_zip(self, source: str | os.PathLike, original_name: str) -> Dataset:
+        """A zip holding one data file and its images (trainer/data/dataset_zip.py checks and unpacks
+        it); meta.json counts the image files (`images`) and names what was left out (`left_out`)."""
+        shown = original_name.replace("\\", "/").rsplit("/", 1)[-1]
+        self._check_upload(source, shown)
+        digest = _copy(source, None)
+        try:
+            unpacked = unpack(source, shown, self._incoming(), self.zip_limits)
+        except ZipRefused as e:
+            raise DatasetError(e.message) from None
+        try:
+            name = sanitise_name(Path(unpacked.data).name)
+            os.replace(unpacked.folder / unpacked.data, unpacked.folder / name)
+        except BaseException:
+            shutil.rmtree(unpacked.folder, ignore_errors=True)
+            raise
+        return self._place(digest.hexdigest()[:16], unpacked.folder, name, unpacked.size,
+                           {"images": unpacked.images, "left_out": unpacked.left_out})
+
+    def add_with_images(self, source: str | os.PathLike, original_name: str,
+                        images: list[tuple[str | os.PathLike, str]]) -> Dataset:
+        """A data file dropped together with its image files ((path, name) each): every image goes
+        where the data file names a file of its name (`images/cat.png` for a dropped `cat.png`),
+        else beside the data file."""
+        name = sanitise_name(original_name)
+        size = self._check_upload(source, name)
+        placed: dict[str, str | os.PathLike] = {}
+        for image, image_name in images:
+            base = image_name.replace("\\", "/").rsplit("/", 1)[-1]
+            if base in placed:
+                raise DatasetError(Phrase("msg-upload-image-twice", {"name": base}))
+            size += self._check_upload(image, base)
+            placed[base] = image
+        folder = self._new_folder()
+        try:
+            digest = _copy(source, folder / name)
+            wanted = _wanted_places(folder / name)
+            for base in sorted(placed):
+                image_digest = _copy(placed[base], None)
+                digest.update(f"\0{base}\0".encode() + image_digest.digest())
+                for relative in wanted.get(base, [base]):
+                    (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(placed[base], folder / relative)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return self._place(digest.hexdigest()[:16], folder, name, size, {"images": len(placed)})
+
+    def _incoming(self) -> Path:
+        incoming = self.root / ".incoming"
+        incoming.mkdir(exist_ok=True)
+        return incoming
+
+    def _new_folder(self) -> Path:
+        return Path(tempfile.mkdtemp(dir=self._incoming(), prefix="upload-"))
+
+    def _check_upload(self, source: str | os.PathLike, name: str) -> int:
+        """The upload's size, once it is known to be a plain file within the limit and not empty."""
         if os.path.islink(source):
             raise DatasetError(Phrase("msg-upload-link", {"name": name}))
         size = os.path.getsize(source)
@@ -163,16 +235,12 @@ class DatasetStore:
                                                              "limit": human_size(self.max_bytes)}))
         if size == 0:
             raise DatasetError(Phrase("msg-upload-empty", {"name": name}))
-        incoming = self.root / ".incoming"
-        incoming.mkdir(exist_ok=True)
-        digest = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=incoming, suffix=os.path.splitext(name)[1])
+        return size
+
+    def _place(self, dataset_id: str, folder: Path, name: str, size: int, extra: dict | None = None) -> Dataset:
+        """Rename a folder made under .incoming into place as dataset `dataset_id` and record it;
+        the folder is gone afterwards whatever happens."""
         try:
-            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-                for chunk in iter(lambda: src.read(1 << 20), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-            dataset_id = digest.hexdigest()[:16]
             # the same content uploaded twice at once: the second waits and finds the first's record
             # (the lock is the store directory's own, so it leaves no file behind)
             with exclusive(self.root):
@@ -181,18 +249,16 @@ class DatasetStore:
                     return existing
                 directory = self.root / dataset_id
                 shutil.rmtree(directory, ignore_errors=True)
-                directory.mkdir()
-                os.replace(tmp, directory / name)
-                self._check_and_record(dataset_id, directory, name, size)
+                os.replace(folder, directory)
+                self._check_and_record(dataset_id, directory, name, size, extra or {})
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            shutil.rmtree(folder, ignore_errors=True)
         return self.get(dataset_id)
 
-    def _check_and_record(self, dataset_id: str, directory: Path, name: str, size: int) -> None:
+    def _check_and_record(self, dataset_id: str, directory: Path, name: str, size: int, extra: dict) -> None:
         try:
             meta = check_file(directory / name)
-            meta.update(name=name, size=size, tokens={})
+            meta.update(name=name, size=size, tokens={}, **extra)
             atomic_write_json(directory / "meta.json", meta)
             with self._db() as conn:
                 conn.execute(
@@ -257,12 +323,39 @@ def token_key(model: str, max_seq_len: int) -> str:
     return f"{model}|{int(max_seq_len)}"
 
 
+def _copy(source: str | os.PathLike, target: Path | None):
+    """The SHA-256 of a file, copied to `target` on the way when one is given."""
+    digest = hashlib.sha256()
+    with open(source, "rb") as src, (open(target, "xb") if target is not None else nullcontext()) as out:
+        for chunk in iter(lambda: src.read(1 << 20), b""):
+            digest.update(chunk)
+            if out is not None:
+                out.write(chunk)
+    return digest
+
+
+def _wanted_places(data: Path) -> dict[str, list[str]]:
+    """Image file name -> the relative paths the data file looks for it under (inside its folder)."""
+    wanted: dict[str, set[str]] = {}
+    try:
+        for _, row in iter_records(data):
+            for ref in image_references(row):
+                relative = os.path.normpath(ref.replace("\\", "/"))
+                if not os.path.isabs(relative) and not relative.startswith(".."):
+                    wanted.setdefault(os.path.basename(relative), set()).add(relative)
+    except DataError:
+        return {}  # an unreadable data file: its report says why, and the images stay beside it
+    return {name: sorted(paths) for name, paths in wanted.items()}
+
+
 def check_file(path: Path, max_issues: int = 500) -> dict:
     """Validate a file in this process (no tokenizer): the report of `trainer data check --json`
-    without token counts, or {"ok": False, "error": ...} when the file as a whole is unusable."""
-    collector = StatsCollector()
+    without token counts, or {"ok": False, "error": ...} when the file as a whole is unusable.
+    Images are held to the schema's default vl limits (a run re-checks them with its own)."""
+    limits = image_limits()
+    collector = StatsCollector(limits=limits)
     try:
-        report = validate_file(path, "auto", max_issues_kept=max_issues, on_example=collector.add)
+        report = validate_file(path, "auto", max_issues_kept=max_issues, on_example=collector.add, limits=limits)
     except DataError as e:
         return {**e.to_dict(), "ok": False, "error": e.summary or str(e), "rows_total": 0, "rows_valid": 0,
                 "rows_invalid": 0}
@@ -273,6 +366,7 @@ def preview_rows(dataset: Dataset, page: int, page_size: int) -> list[dict]:
     """Rows `page * page_size` onwards as they will be trained on, each with its line, whether it is
     valid, and its issues (DataIssues); reading stops at the end of the page."""
     fmt = dataset.format if dataset.format in FORMATS else None
+    images = ImageContext(str(dataset.path.parent), image_limits())
     try:
         records = islice(iter_records(dataset.path), page * page_size, (page + 1) * page_size)
         out = []
@@ -280,7 +374,7 @@ def preview_rows(dataset: Dataset, page: int, page_size: int) -> list[dict]:
             if fmt is None:
                 out.append({"line": line, "ok": False, "raw": row, "issues": []})
                 continue
-            example, issues = try_convert(row, fmt, dataset.name, line)
+            example, issues = try_convert(row, fmt, dataset.name, line, images)
             out.append({"line": line, "ok": example is not None, "example": example, "raw": row, "issues": issues})
         return out
     except DataError as e:

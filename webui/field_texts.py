@@ -22,6 +22,14 @@ FIELD_ZH: dict[str, tuple[str, str]] = {
     "finetuning.lora.rslora": ("rsLoRA", "秩稳定的 LoRA 缩放（alpha / sqrt(r)）。"),
     "dpo.beta": ("DPO beta", "DPO 的 beta：策略可以偏离参考模型多远。"),
     "dpo.loss_type": ("DPO 损失", "DPO 损失函数。"),
+    "vl.freeze_vision": ("冻结视觉编码器", "保持视觉编码器（ViT）的权重不变（LoRA 时不在其上加适配器）。仅适用于视觉语言模型。"),
+    "vl.freeze_adapter": ("冻结适配器", "保持把图像特征映射到语言模型的适配器（重采样器）不变（LoRA 时不在其上加适配器）。"
+                          "仅适用于视觉语言模型。"),
+    "vl.freeze_lm": ("冻结语言模型", "保持语言模型（词嵌入、解码层、输出头）不变，只训练视觉部分。仅适用于视觉语言模型。"),
+    "vl.vision_lr_ratio": ("视觉学习率倍数", "视觉编码器的学习率为学习率乘以此值（ERNIEKit 的 vit_lr_ratio）。仅适用于视觉语言模型。"),
+    "vl.min_pixels": ("最少像素", "图像面积的下限（像素）：更小的图像算作数据问题；每 28x28 的块是一个图像 token。仅适用于视觉语言模型。"),
+    "vl.max_pixels": ("最多像素", "图像面积的上限（像素）：更大的图像算作数据问题（聊天时会缩小）；默认 1280 个图像 token。"
+                      "仅适用于视觉语言模型。"),
     "moe.aux_loss_coef": ("负载均衡损失", "路由负载均衡损失的权重；-1 保留检查点中的值，0 表示关闭。仅适用于 MoE 模型。"),
     "moe.z_loss_coef": ("路由 z 损失", "路由 z 损失的权重（使门控 logits 保持较小）；-1 保留检查点中的值，0 表示关闭。"
                                      "仅适用于 MoE 模型。"),
@@ -35,7 +43,7 @@ FIELD_ZH: dict[str, tuple[str, str]] = {
     "moe.freeze_router": ("冻结路由", "全参数微调时保持路由（门控）权重不变；LoRA 从不训练路由。仅适用于 MoE 模型。"),
     "moe.train_experts": ("训练的专家", "哪些专家 FFN 参与训练：全部、仅共享专家，或都不训练（只训练注意力和稠密层）。"
                                       "使用 LoRA 时决定适配器加在哪里。仅适用于 MoE 模型。"),
-    "data.train": ("训练数据", "训练文件，按概率混合。"),
+    "data.train": ("训练数据", "训练文件，按概率混合（视觉语言模型的图像文件与纯文本文件也这样混合）。"),
     "data.eval": ("评估数据", "评估文件（可选）。"),
     "data.eval_split": ("评估集比例", "未提供评估文件时，从训练数据中留出用于评估的比例。"),
     "data.max_seq_len": ("最大序列长度", "训练序列的最大 token 数（提示与回答合计）。"),
@@ -87,6 +95,7 @@ GROUPS = {
     "model": ("Model", "模型"),
     "method": ("Method", "训练方法"),
     "moe": ("Mixture of experts", "混合专家"),
+    "vl": ("Vision-language", "视觉语言"),
     "data": ("Data", "数据"),
     "optim": ("Optimisation", "优化"),
     "logging": ("Checkpoints and logging", "检查点与日志"),

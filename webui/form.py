@@ -112,12 +112,12 @@ def build_fields(texts: Texts, specs: list[FieldSpec], form: Form, accordion: st
             row = None
 
 
-def build_group(texts: Texts, group: str, form: Form, open: bool = True) -> None:
+def build_group(texts: Texts, group: str, form: Form, open: bool = True, visible: bool = True) -> None:
     """One schema group as an accordion, its advanced fields in a closed accordion inside."""
     specs = [s for s in FIELDS if s.group == group]
     basic = [s for s in specs if not s.advanced]
     advanced = [s for s in specs if s.advanced]
-    with texts.make(gr.Accordion, group_id(group), open=open) as acc:
+    with texts.make(gr.Accordion, group_id(group), open=open, visible=visible) as acc:
         form.accordions[group] = acc
         build_fields(texts, basic, form, group)
         if advanced:

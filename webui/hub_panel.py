@@ -166,7 +166,8 @@ def connect(ctx: StudioContext, panel: HubPanel, model: gr.Dropdown, redraw: Cal
     def relist(listed: list[str]) -> dict:
         # only a changed list is sent: redrawing an open list under the pointer could lose a click
         now = model_choices(ctx)
-        return {} if now == listed else {model: gr.update(choices=now), panel.listed: now}
+        # Gradio refuses an empty dict as a reply: an unchanged list sends only the (same) state
+        return {panel.listed: listed} if now == listed else {model: gr.update(choices=now), panel.listed: now}
 
     # a download finished elsewhere (the command line, another page) appears when the list is opened
     model.focus(relist, panel.listed, [model, panel.listed], show_progress="hidden", queue=False)

@@ -21,6 +21,8 @@ import gradio as gr
 from trainer.config import iter_fields
 from trainer.messages import Message
 from webui.field_texts import ENTRY_ZH, FIELD_ZH, GROUPS
+from webui.chat_texts import CHAT_TEXTS
+from webui.data_texts import DATA_TEXTS
 from webui.fit_texts import FIT_TEXTS
 
 LANGUAGES = {"en": "English", "zh": "中文"}
@@ -61,6 +63,8 @@ def _plot(en: str, en_x: str, en_y: str, zh: str, zh_x: str, zh_y: str) -> dict:
 
 CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     **FIT_TEXTS,  # the Train tab's memory estimate (webui.fit_panel)
+    **DATA_TEXTS,  # the Data tab's image datasets
+    **{key: _m(en, zh) for key, (en, zh) in CHAT_TEXTS.items()},  # the Chat tab's images
     "app-title": _v("# ERNIE Studio\nFine-tune ERNIE 4.5 models: upload data, train, watch, export.",
                     "# ERNIE Studio\n微调 ERNIE 4.5 模型：上传数据、训练、监控、导出。"),
     "app-lang": _l("Language", "语言"),
@@ -89,7 +93,8 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "chat-seed": _li("Seed", "0: a new one each time.", "随机种子", "0 表示每次不同。"),
     "chat-thinking": _li("Thinking", "For models whose template has a thinking mode.", "思考模式",
                          "仅对模板支持思考模式的模型有效。"),
-    "chat-input": _l("Message", "消息"),
+    "chat-input": _li("Message", "Images (upload, drop or paste) go to vision-language models.", "消息",
+                      "可附带图片（上传、拖放或粘贴），视觉语言模型可以读取。"),
     "chat-send": _v("Send", "发送"),
     "chat-stop": _v("Stop", "停止"),
     "chat-clear": _v("Clear", "清空"),
@@ -107,9 +112,13 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "data-upload": _l("Upload datasets (drop files here or click to choose)", "上传数据集（拖放文件到此处或点击选择）"),
     "data-hint": _v("JSONL, JSON, CSV or Parquet, at most {limit} per file. The format is detected: ERNIEKit "
                     "`src/tgt`, alpaca, OpenAI `messages` and ShareGPT, for SFT and preference pairs. Every "
-                    "row is checked; errors name the line and the field.",
+                    "row is checked; errors name the line and the field. With images: a zip of the data file and "
+                    "its images, or the data file dropped together with them (ERNIEKit `image_info`, `images` "
+                    "with `<image>`, or `image_url` parts).",
                     "支持 JSONL、JSON、CSV、Parquet，每个文件最大 {limit}。自动识别格式：ERNIEKit `src/tgt`、"
-                    "alpaca、OpenAI `messages`、ShareGPT（SFT 与偏好对）。逐行校验，错误会指出行号和字段。"),
+                    "alpaca、OpenAI `messages`、ShareGPT（SFT 与偏好对）。逐行校验，错误会指出行号和字段。含图片的数据："
+                    "把数据文件和图片打包成 zip 上传，或将数据文件与其图片一起拖入（支持 ERNIEKit 视觉格式、OpenAI "
+                    "图片内容片段，以及文本占位符加图片列表）。"),
     "data-token_model": _li("Tokenizer for token counts", "Token lengths use this model's tokenizer and chat template.",
                             "用于统计 token 的分词器", "按此模型的分词器和对话模板计算 token 长度。"),
     "data-max_seq_len": _li("Max sequence length", "Rows longer than this are counted.",
@@ -338,6 +347,8 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "msg-jobs-reward-accuracy": _m("reward accuracy", "奖励准确率"),
     "msg-jobs-experts": _m("Share of each MoE layer's tokens per expert, logging window ending at step {step}",
                            "每个 MoE 层中各专家分到的词元比例（截至第 {step} 步的记录窗口）"),
+    "msg-jobs-experts-text": _m("text experts", "文本专家"),
+    "msg-jobs-experts-vision": _m("vision experts", "视觉专家"),
     "msg-jobs-stopping": _m("Stopping {id}: it finishes its step and saves a checkpoint.",
                             "正在停止 {id}：完成当前步并保存检查点。"),
     "msg-jobs-resumed": _m("Job {id} is queued to resume from its last checkpoint.", "任务 {id} 已排队，将从最后的检查点继续。"),

@@ -284,7 +284,8 @@ def render(ctx: StudioContext, job_id: str | None, watch: dict | None, lang: str
     rewards = gr.update(value=monitor.reward_frame(watch), visible=bool(watch["rewards"])) if new_metrics \
         else gr.skip()
     if new_metrics:
-        heatmap = monitor.expert_heatmap_html(watch["experts"], t("msg-jobs-experts", lang))
+        heatmap = monitor.expert_heatmap_html(watch["experts"], t("msg-jobs-experts", lang),
+                                              (t("msg-jobs-experts-text", lang), t("msg-jobs-experts-vision", lang)))
         experts = gr.update(value=heatmap, visible=bool(heatmap))
         imbalance = gr.update(value=monitor.imbalance_frame(watch), visible=bool(watch["imbalance"]))
     else:
@@ -370,11 +371,12 @@ def load_config(ctx: StudioContext, job_id: str | None) -> dict:
 
 
 def connect(ctx: StudioContext, tab: JobsTab, lang: gr.Radio) -> None:
-    tab.timer.tick(lambda current, watch, sig, lg: tick(ctx, tab, current, watch, sig, lg),
-                   [tab.select, tab.watch, tab.table_sig, lang], tab.tick_outputs(), show_progress="hidden",
-                   concurrency_limit=None, api_name="tick")  # bench/load_watch.py calls it
-    tab.select.change(lambda j, lg: tab.updates(render(ctx, j, None, lg)), [tab.select, lang],
-                      tab.outputs(MonitorView), show_progress="hidden")
+    # One event for the timer and a newly chosen job, so a page's monitor updates one at a time: the
+    # watch skips what it last sent, and a slow render of the choice finishing after a tick had
+    # shown a later state left the monitor at that earlier state for good (a short job's "running").
+    gr.on([tab.timer.tick, tab.select.change], lambda current, watch, sig, lg: tick(ctx, tab, current, watch, sig, lg),
+          [tab.select, tab.watch, tab.table_sig, lang], tab.tick_outputs(), show_progress="hidden",
+          concurrency_limit=None, trigger_mode="always_last", api_name="tick")  # bench/load_watch.py calls it
     tab.stop.click(partial(stop, ctx), tab.select, tab.action_status)
     tab.resume.click(partial(resume, ctx), tab.select, tab.action_status)
     tab.delete.click(lambda j, lg: tab.updates(ask_delete(ctx, j, lg)), [tab.select, lang],

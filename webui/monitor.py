@@ -143,27 +143,39 @@ def imbalance_frame(watch: dict) -> pd.DataFrame:
                          "imbalance": pd.Series([v for _, v in points], dtype="float64")})
 
 
-def expert_heatmap_html(record: dict | None, title: str) -> str:
-    """Layers by experts, each cell shaded by the share of its layer's tokens the expert received
-    in the last logging window (an even share is the palest blue that is not white)."""
+def expert_heatmap_html(record: dict | None, title: str, group_names: tuple[str, ...] = ()) -> str:
+    """Layers by experts, each cell shaded by the share of its expert group's tokens in that layer
+    the expert received in the last logging window (an even share is the palest blue that is not
+    white). A VL model's text and vision experts (`groups` of the record) are headed apart, named
+    by `group_names`, with a border between them."""
     if not record:
         return ""
+    experts = len(record["tokens"][0])
+    sizes = record.get("groups") or [experts]
+    starts = [sum(sizes[:g]) for g in range(len(sizes))]
+    group_of = [g for g, size in enumerate(sizes) for _ in range(size)]
     rows = []
     for layer, tokens, imbalance in zip(record["layers"], record["tokens"], record["imbalance"]):
-        total = max(sum(tokens), 1)
+        totals = [max(sum(tokens[start:start + size]), 1) for start, size in zip(starts, sizes)]
         cells = []
         for expert, count in enumerate(tokens):
-            share = count / total
-            strength = min(1.0, share * len(tokens) / 4)  # 4x an even share is full colour
+            group = group_of[expert]
+            share = count / totals[group]
+            strength = min(1.0, share * sizes[group] / 4)  # 4x an even share is full colour
+            edge = " border-left: 3px solid #334155;" if group and expert == starts[group] else ""
             cells.append(f'<td title="layer {layer}, expert {expert}: {count} tokens" '
                          f'style="background: rgba(37, 99, 235, {strength:.3f}); color: '
-                         f'{"#fff" if strength > 0.55 else "inherit"}">{share:.0%}</td>')
+                         f'{"#fff" if strength > 0.55 else "inherit"};{edge}">{share:.0%}</td>')
         rows.append(f'<tr><th>L{layer}</th>{"".join(cells)}<td class="studio-imbalance">{imbalance:.2f}</td></tr>')
-    experts = len(record["tokens"][0])
     head = "".join(f"<th>E{e}</th>" for e in range(experts))
+    groups = ""
+    if len(sizes) > 1:
+        groups = "<tr><th></th>" + "".join(
+            f'<th colspan="{size}" class="studio-expert-group">{html.escape(name)}</th>'
+            for size, name in zip(sizes, group_names or [f"G{g}" for g in range(len(sizes))])) + "<th></th></tr>"
     return (f'<div class="studio-experts" data-step="{record["step"]}"><div class="studio-card-label">'
-            f'{html.escape(title.format(step=record["step"]))}</div><table><tr><th></th>{head}<th>max/mean</th></tr>'
-            f'{"".join(rows)}</table></div>')
+            f'{html.escape(title.format(step=record["step"]))}</div><table>{groups}<tr><th></th>{head}'
+            f'<th>max/mean</th></tr>{"".join(rows)}</table></div>')
 
 
 def lr_frame(watch: dict) -> pd.DataFrame:

@@ -30,7 +30,7 @@ import gradio as gr
 import yaml
 
 from models.hub import is_repo_id
-from models.registry import DEFAULT_MODEL, MODELS, has_experts
+from models.registry import DEFAULT_MODEL, MODELS, has_experts, is_vision
 from plumbing.files import atomic_write_text
 from trainer.config import ConfigError, command_preview, from_dict, read_yaml_mapping, to_dict, to_yaml
 from trainer.erniekit_import import import_erniekit
@@ -104,7 +104,8 @@ def build(ctx: StudioContext) -> TrainTab:
                         build_fields(T, advanced, form, "model-advanced")
             for group in GROUPS:
                 if group != "model":
-                    build_group(T, group, form, open=group in ("method", "data", "optim"))
+                    build_group(T, group, form, open=group in ("method", "data", "optim"),
+                                visible=group != "vl" or is_vision(DEFAULT_MODEL))
         with gr.Column(scale=2, elem_id="train-run"):
             T.make(gr.Markdown, "train-run-title")
             job_name = T.make(gr.Textbox, "train-job_name", max_lines=1)
@@ -489,9 +490,10 @@ def connect(ctx: StudioContext, tab: TrainTab, lang: gr.Radio) -> None:
           show_progress="hidden")
 
     model = form.widgets[MODEL_KEY]
-    moe = form.accordions["moe"]
-    model.change(lambda m, lg: {tab.model_info: model_info_text(m, lg), moe: gr.update(visible=has_experts(m))},
-                 [model, lang], [tab.model_info, moe], show_progress="hidden")
+    moe, vl = form.accordions["moe"], form.accordions["vl"]
+    model.change(lambda m, lg: {tab.model_info: model_info_text(m, lg), moe: gr.update(visible=has_experts(m)),
+                                vl: gr.update(visible=is_vision(m))},
+                 [model, lang], [tab.model_info, moe, vl], show_progress="hidden")
     hub_panel.connect(ctx, tab.hub, model, lambda event: then_preview(ctx, tab, lang, event))
     then_preview(ctx, tab, lang, gr.on([tab.preset.input, tab.apply_preset.click],
                                        lambda m, p, lg: apply_preset(tab, m, p, lg), [model, tab.preset, lang],

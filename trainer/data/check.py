@@ -3,7 +3,9 @@
 Exit status: 0 when the file is usable for training, 1 when it is not (invalid rows, unknown
 format, unreadable content), 2 for usage errors (bad arguments, missing file, unsupported
 extension). `add_arguments` and `run` are separate from `main` so the trainer CLI can add
-options (such as a tokenizer for token statistics) and pass `token_length` in.
+options (such as a tokenizer for token statistics) and pass `token_length` in. Images are held to
+the run config's vl.min_pixels/vl.max_pixels (`image_limits`): given with --min-pixels and
+--max-pixels, the schema's defaults otherwise.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import os
 import sys
 from typing import Callable, TextIO
 
+from trainer.schema import VlSection
+
 from .formats import FORMATS, Example
+from .images import ImageLimits
 from .readers import SUPPORTED_EXTENSIONS, DataError
 from .stats import StatsCollector
 from .validate import validate_file
@@ -27,6 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-invalid", action="store_true",
                         help="accept the file when some rows are valid, skipping the invalid ones")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    defaults = image_limits()
+    parser.add_argument("--min-pixels", type=int, default=defaults.min_pixels,
+                        help="smallest image area allowed, as the run config's vl.min_pixels (default %(default)s)")
+    parser.add_argument("--max-pixels", type=int, default=defaults.max_pixels,
+                        help="largest image area allowed, as the run config's vl.max_pixels (default %(default)s)")
+
+
+def image_limits(vl: VlSection | None = None) -> ImageLimits:
+    """The image area limits of a run config's vl section; the schema's defaults without one."""
+    vl = vl or VlSection()
+    return ImageLimits(vl.min_pixels, vl.max_pixels)
 
 
 def run(args: argparse.Namespace, token_length: Callable[[Example], int] | None = None,
@@ -37,9 +53,10 @@ def run(args: argparse.Namespace, token_length: Callable[[Example], int] | None 
     if usage_error:
         print(f"error: {path}: {usage_error}", file=sys.stderr)
         return 2
-    collector = StatsCollector(token_length, max_seq_len)
+    limits = ImageLimits(args.min_pixels, args.max_pixels)
+    collector = StatsCollector(token_length, max_seq_len, limits)
     try:
-        report = validate_file(path, args.format, args.skip_invalid, on_example=collector.add)
+        report = validate_file(path, args.format, args.skip_invalid, on_example=collector.add, limits=limits)
     except DataError as e:
         if args.json:
             print(json.dumps({"path": path, "ok": False, **e.to_dict()}, ensure_ascii=False), file=out)
@@ -93,6 +110,14 @@ def _print_stats(stats: dict, out: TextIO) -> None:
     print(f"  characters per row: mean {chars['mean']}, max {chars['max']} (total {chars['total']})", file=out)
     print(f"  with system prompt: {stats['with_system']}; with <think>: {stats['with_think']}; "
           f"untrained turns: {stats['untrained_turns']}", file=out)
+    images = stats.get("images")
+    if images:
+        per_row, size, image_tokens = images["per_row"], images["size"], images["tokens_per_row"]
+        sizes = ", ".join(f"{name} {w}x{h}" for name, (w, h) in size.items())
+        print(f"  images: {images['total']} in {images['rows']} rows; per row: mean {per_row['mean']}, "
+              f"min {per_row['min']}, max {per_row['max']}; sizes: {sizes}", file=out)
+        print(f"  image tokens per row with images: min {image_tokens['min']}, mean {image_tokens['mean']}, "
+              f"max {image_tokens['max']}", file=out)
     tokens = stats["tokens"]
     if tokens and tokens["max"] is not None:
         print(f"  tokens per row: min {tokens['min']}, mean {tokens['mean']}, p50 {tokens['p50']}, "

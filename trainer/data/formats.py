@@ -8,7 +8,9 @@ Every supported format (see `FORMATS`) converts to one shape:
   a user turn) and `chosen`/`rejected` are the two candidate final assistant replies.
 
 Validation reports every problem of a row as a `DataIssue` naming file, line, field and what was
-expected; content is kept verbatim (including `<think>...</think>` reasoning).
+expected; content is kept verbatim (including `<think>...</think>` reasoning). Rows with images
+(trainer/data/vl_formats.py) give `Example.images`, checked files inside the dataset's folder, one
+per `<image>` placeholder of the text.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from itertools import chain, islice
 from typing import Iterator
 
 from ..messages import Message, plural
+from .images import ImageContext
 from .readers import BadRecord, DataError, DataIssue, ReadError, Record, iter_records
 from .rows import Example, Row, Turn, check_labels, describe, system_turn
+from .vl_formats import attach_images, content_parts, convert_erniekit_vl
 
 __all__ = [
     "FORMATS", "DETECT_ROWS", "FormatSpec", "Turn", "Example", "DataIssue", "DataError", "ReadError",
@@ -55,18 +59,23 @@ FORMATS: dict[str, FormatSpec] = {
         FormatSpec("alpaca_dpo", "preference", ("instruction", "chosen", "rejected"),
                    ("input", "system", "history"),
                    "Alpaca preference: instruction (plus optional input) with a chosen and a rejected reply."),
-        FormatSpec("messages", "sft", ("messages",), ("system", "label"),
+        FormatSpec("messages", "sft", ("messages",), ("system", "label", "images"),
                    "OpenAI messages: a list of {role: system|user|assistant, content}, alternating "
-                   "user/assistant and ending with the assistant."),
+                   "user/assistant and ending with the assistant; content may be a list of text and "
+                   "image_url parts, or images lists the files of the text's <image> placeholders."),
         FormatSpec("messages_dpo", "preference", ("messages", "chosen", "rejected"), ("system",),
                    "OpenAI messages preference: messages is the prompt (ending with a user turn); chosen "
                    "and rejected are replies, as strings or {role: assistant, content}."),
-        FormatSpec("sharegpt", "sft", ("conversations",), ("system",),
+        FormatSpec("sharegpt", "sft", ("conversations",), ("system", "images"),
                    "ShareGPT: conversations is a list of {from: human|gpt|system, value}, alternating "
-                   "human/gpt and ending with gpt."),
+                   "human/gpt and ending with gpt; images lists the files of the <image> placeholders."),
         FormatSpec("sharegpt_dpo", "preference", ("conversations", "chosen", "rejected"), ("system",),
                    "ShareGPT preference (LLaMA-Factory): conversations is the prompt, ending with human; "
                    "chosen and rejected are {from: gpt, value} replies."),
+        FormatSpec("erniekit_vl", "sft", ("text_info",), ("image_info", "system"),
+                   "ERNIEKit vision-language: text_info lists {text, tag} items, tag mask for the prompt "
+                   "and no_mask for the reply; image_info lists {image_url, matched_text_index}, each "
+                   "image going before the text its index names."),
     )
 }
 
@@ -338,6 +347,10 @@ def _dialogue(r: Row, d: _Dialect, preference: bool) -> list[Turn] | None:
         content = item.get(d.content_key)
         if content is None:
             r.issue(f"{name}.{d.content_key}", Message("row-missing"))
+        elif isinstance(content, list) and d is _MESSAGES:
+            content = content_parts(r, content, f"{name}.{d.content_key}")
+            if role and content is not None:
+                r.content(content, role, f"{name}.{d.content_key}")
         else:
             content = r.string(content, f"{name}.{d.content_key}")
             if role:
@@ -412,6 +425,7 @@ _CONVERTERS = {
     "messages_dpo": _convert_dialogue_dpo(_MESSAGES),
     "sharegpt": _convert_sharegpt,
     "sharegpt_dpo": _convert_dialogue_dpo(_SHAREGPT),
+    "erniekit_vl": convert_erniekit_vl,
 }
 
 
@@ -421,16 +435,21 @@ def _check_format_name(format: str) -> None:
                                                                formats=", ".join(FORMATS)))])
 
 
-def try_convert(row: object, format: str, file: str = "", line: int = 0) -> tuple[Example | None, list[DataIssue]]:
-    """Check one row against `format`: (Example, []) when valid, else (None, its issues)."""
+def try_convert(row: object, format: str, file: str = "", line: int = 0,
+                images: ImageContext | None = None) -> tuple[Example | None, list[DataIssue]]:
+    """Check one row against `format`: (Example, []) when valid, else (None, its issues). Its
+    images are checked against `images` (by default: inside the file's folder, any area)."""
     _check_format_name(format)
     if isinstance(row, BadRecord):
         return None, [DataIssue(file, line, "", row.message)]
     if not isinstance(row, dict):
         kind = describe(row)
         return None, [DataIssue(file, line, "", Message("format-not-object", format=repr(format), value=kind))]
-    r = Row(row, file, line)
+    spec = FORMATS[format]
+    r = Row(row, file, line, images or ImageContext.for_file(file))
     example = _CONVERTERS[format](r)
+    if example is not None and not r.issues:
+        attach_images(r, example, spec)
     if r.issues or example is None:
         return None, r.issues or [DataIssue(file, line, "", Message("format-invalid-row"))]
     example.line = line
@@ -438,9 +457,10 @@ def try_convert(row: object, format: str, file: str = "", line: int = 0) -> tupl
     return example, []
 
 
-def convert(row: object, format: str, file: str = "", line: int = 0) -> Example:
+def convert(row: object, format: str, file: str = "", line: int = 0,
+            images: ImageContext | None = None) -> Example:
     """Convert one row, raising `DataError` with all of the row's issues when it is invalid."""
-    example, issues = try_convert(row, format, file, line)
+    example, issues = try_convert(row, format, file, line, images)
     if example is None:
         raise DataError(issues)
     return example
@@ -451,6 +471,8 @@ def _detect_row(row: object) -> str | None:
         return None
     keys = row.keys()
     preference = "chosen" in keys or "rejected" in keys
+    if "text_info" in keys or "image_info" in keys or "video_info" in keys:
+        return "erniekit_vl"
     if "src" in keys:
         return "erniekit_dpo" if "response" in keys or "sort" in keys else "erniekit"
     if "instruction" in keys:
@@ -509,13 +531,15 @@ def open_records(path: str | os.PathLike, format: str = "auto") -> tuple[str, It
     return name, chain(head, records)
 
 
-def iter_examples(path: str | os.PathLike, format: str = "auto", skip_invalid: bool = False) -> Iterator[Example]:
+def iter_examples(path: str | os.PathLike, format: str = "auto", skip_invalid: bool = False,
+                  images: ImageContext | None = None) -> Iterator[Example]:
     """Every valid row of the file as an `Example`. An invalid row raises `DataError` naming its
     issues, unless `skip_invalid`, which skips it silently (see validate.py for counts)."""
     path = os.fspath(path)
     name, records = open_records(path, format)
+    images = images or ImageContext.for_file(path)
     for line, row in records:
-        example, issues = try_convert(row, name, path, line)
+        example, issues = try_convert(row, name, path, line, images)
         if example is not None:
             yield example
         elif not skip_invalid:

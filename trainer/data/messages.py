@@ -1,8 +1,12 @@
 """What the data checks say (trainer/data/: rows, formats, readers, validate), in English and
 Chinese: message id -> (English, Chinese), with the same {fields}. Part of the trainer's catalogue,
-trainer/messages.py, which holds the rules and the Message type."""
+trainer/messages.py, which holds the rules and the Message type. What is wrong with an image's
+bytes is said in models/image_check.py (the model server says it too) and merged in here."""
+
+from models.image_check import IMAGE_MESSAGES
 
 DATA_MESSAGES: dict[str, tuple[str, str]] = {
+    **IMAGE_MESSAGES,
     # -- one row's fields (trainer/data/rows.py)
     "row-missing": ("required field is missing", "缺少必填字段"),
     "row-expected-string": ("expected a string, got {value}", "应为字符串，实际为 {value}"),
@@ -170,4 +174,88 @@ DATA_MESSAGES: dict[str, tuple[str, str]] = {
     "report-no-valid": ("no valid rows", "没有有效行"),
     "report-invalid-refuse": ("invalid rows refuse the file (skip_invalid would use the {n} valid rows)",
                               "有无效行，文件被拒绝（开启 skip_invalid 可只用其中 {n} 行有效数据）"),
+    # -- images of a row (trainer/data/images.py)
+    "image-not-string": ("expected an image path or a data:image/...;base64, URL as a string, got {value}",
+                         "应为图片路径或 data:image/...;base64, 形式的字符串，实际为 {value}"),
+    "image-empty": ("empty image reference: give the image's path", "图片引用为空：请给出图片路径"),
+    "image-http": ("{scheme} URLs are not downloaded: put the image in the dataset's folder and give its path, or "
+                   "embed it as a data:image/...;base64, URL",
+                   "不会下载 {scheme} 链接的图片：请把图片放进数据集所在的文件夹并给出其路径，或以 "
+                   "data:image/...;base64, 的形式内嵌"),
+    "image-scheme": ("unsupported URL scheme {scheme}: give a path relative to the data file, an absolute path "
+                     "inside its folder, or a data:image/...;base64, URL",
+                     "不支持的链接协议 {scheme}：请给出相对于数据文件的路径、其文件夹内的绝对路径，或 "
+                     "data:image/...;base64, 形式的内嵌图片"),
+    "image-escapes": ("the image path {path} leads outside the dataset's folder {folder}; images must be inside it",
+                      "图片路径 {path} 指向数据集文件夹 {folder} 之外；图片必须位于该文件夹内"),
+    "image-absolute-outside": ("the absolute path {path} is outside the dataset's folder {folder}; images must be "
+                               "inside it", "绝对路径 {path} 不在数据集文件夹 {folder} 内；图片必须位于该文件夹内"),
+    "image-link-outside": ("{path} is a symbolic link to {target}, outside the dataset's folder; images must be "
+                           "inside it", "{path} 是指向 {target} 的符号链接，位于数据集文件夹之外；图片必须位于该文件夹内"),
+    "image-missing": ("image file not found: {path} (looked for {resolved})",
+                      "图片文件不存在：{path}（查找位置：{resolved}）"),
+    "image-not-file": ("{path} is not a regular file", "{path} 不是普通文件"),
+    "image-too-small": ("{path} is {width}x{height} = {pixels} pixels, under vl.min_pixels ({limit}); use a larger "
+                        "image or lower vl.min_pixels",
+                        "{path} 为 {width}x{height} = {pixels} 像素，小于 vl.min_pixels（{limit}）；请使用更大的图片，"
+                        "或调低 vl.min_pixels"),
+    "image-too-large": ("{path} is {width}x{height} = {pixels} pixels, over vl.max_pixels ({limit}); scale it down "
+                        "or raise vl.max_pixels",
+                        "{path} 为 {width}x{height} = {pixels} 像素，大于 vl.max_pixels（{limit}）；请缩小图片，"
+                        "或调高 vl.max_pixels"),
+    "image-shape": ("{path} is {width}x{height} = {pixels} pixels and cannot be resized for the model: {error}",
+                    "{path} 为 {width}x{height} = {pixels} 像素，无法缩放到模型所需的尺寸：{error}"),
+    "image-write": ("cannot write the decoded image into {folder} ({error})", "无法把解码后的图片写入 {folder}（{error}）"),
+    # -- rows with images (trainer/data/vl_formats.py)
+    "image-both": ("images are given both as image_url parts and in {images}; use one of them",
+                   "图片同时以 image_url 内容片段和 {images} 字段给出；请只用其中一种"),
+    "image-list": ("expected a list of image paths, got {value}", "应为图片路径列表，实际为 {value}"),
+    "image-sft-only": ("images are taken in the SFT formats messages and sharegpt; a {format} row cannot have them",
+                       "只有 SFT 格式 messages 和 sharegpt 的行可以带图片；{format} 格式的行不能带"),
+    "image-count": ("{placeholder} placeholders in the text: {n}; images given: {m}; each image needs one "
+                    "{placeholder} where it goes in the text, in the same order",
+                    "文本中的 {placeholder} 占位符：{n} 个；给出的图片：{m} 张；每张图片都需要在文本中它所在的位置"
+                    "按相同顺序对应一个 {placeholder}"),
+    "vl-video": ("videos are not supported: ERNIE Studio trains vision-language models on images only (its model "
+                 "path does not run video frames); remove this row, or give the frames as images",
+                 "不支持视频：ERNIE Studio 只用图片训练视觉语言模型（其模型路径不运行视频帧）；请删除这一行，"
+                 "或把视频帧作为图片给出"),
+    "vl-tag": ("unknown tag {tag}; expected {mask} (the prompt) or {no_mask} (the reply to learn)",
+               "未知标签 {tag}；应为 {mask}（提示）或 {no_mask}（要学习的回答）"),
+    "vl-tools": ("tool calls and tool responses are not supported", "不支持工具调用和工具返回"),
+    "vl-index-type": ("expected an integer index into text_info, got {value}", "应为 text_info 中的整数下标，实际为 {value}"),
+    "vl-index": ("{index} is not an index of text_info (0 to {last})", "{index} 不是 text_info 的有效下标（0 到 {last}）"),
+    "vl-image-in-reply": ("{index} puts the image inside a reply (text_info[{index}] follows another no_mask "
+                          "text); an image goes with a prompt",
+                          "{index} 把图片放进了回答中间（text_info[{index}] 接在另一段 no_mask 文本之后）；图片应属于提示"),
+    "vl-first-reply": ("the first text is a reply ({no_mask}) with no prompt or image before it; start with a "
+                       "{mask} text", "第一段文本是回答（{no_mask}），其前没有提示或图片；请以 {mask} 文本开始"),
+    "vl-last-prompt": ("the last text is a prompt ({mask}); the conversation must end with a {no_mask} text, the "
+                       "reply to learn", "最后一段文本是提示（{mask}）；对话必须以 {no_mask} 文本（要学习的回答）结束"),
+    "vl-parts-empty": ("empty list of content parts", "内容片段列表为空"),
+    "vl-part-type": ("unknown content part type {type}; expected {text} or {image_url}",
+                     "未知的内容片段类型 {type}；应为 {text} 或 {image_url}"),
+    # -- zip uploads (trainer/data/dataset_zip.py)
+    "zip-unreadable": ("{name} is not a readable zip archive ({error})", "{name} 不是可读取的 zip 压缩包（{error}）"),
+    "zip-too-many": ("{name} holds {n} entries, more than the limit of {limit}", "{name} 含 {n} 个条目，超过上限 {limit}"),
+    "zip-dot-dot": ("{name}: entry {entry} has '..' in its path and would land outside the dataset's folder; "
+                    "refused", "{name}：条目 {entry} 的路径含有 '..'，会落到数据集文件夹之外；已拒绝"),
+    "zip-absolute": ("{name}: entry {entry} has an absolute path; refused", "{name}：条目 {entry} 是绝对路径；已拒绝"),
+    "zip-link": ("{name}: entry {entry} is a symbolic link; refused", "{name}：条目 {entry} 是符号链接；已拒绝"),
+    "zip-encrypted": ("{name}: entry {entry} is encrypted; upload a zip without a password",
+                      "{name}：条目 {entry} 已加密；请上传没有密码的 zip"),
+    "zip-twice": ("{name}: entry {entry} is in the zip twice; refused", "{name}：条目 {entry} 在压缩包中出现了两次；已拒绝"),
+    "zip-bomb-total": ("{name} would unpack to {size}, over the limit of {limit}: refused as a possible zip bomb",
+                       "{name} 解压后为 {size}，超过上限 {limit}：可能是压缩炸弹，已拒绝"),
+    "zip-bomb-ratio": ("{name}: entry {entry} is compressed {ratio}:1, over the limit of {limit}:1: refused as a "
+                       "possible zip bomb",
+                       "{name}：条目 {entry} 的压缩比为 {ratio}:1，超过上限 {limit}:1：可能是压缩炸弹，已拒绝"),
+    "zip-damaged": ("{name}: entry {entry} cannot be unpacked ({error})", "{name}：条目 {entry} 无法解压（{error}）"),
+    "zip-no-data": ("{name} holds no data file ({supported})", "{name} 中没有数据文件（{supported}）"),
+    "zip-several-data": ("{name} holds several data files ({files}); put one data file and its images in a zip",
+                         "{name} 中有多个数据文件（{files}）；每个 zip 只放一个数据文件及其图片"),
+    "zip-outside": ("{name}: entry {entry} is outside the folder of the data file {data}; image paths are relative "
+                    "to the data file, so keep the images in its folder or below",
+                    "{name}：条目 {entry} 不在数据文件 {data} 所在的文件夹内；图片路径相对于数据文件，请把图片放在该文件夹"
+                    "或其子文件夹中"),
 }

@@ -24,6 +24,9 @@ class Example:
     rejected: str | None = None
     line: int = 0
     source: str = ""
+    # image files (absolute, inside the dataset's folder) in the order of the `<image>`
+    # placeholders (models/image_facts.IMAGE_PLACEHOLDER) in the turns' text
+    images: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -44,6 +47,8 @@ class Example:
             record["rejected_response"] = [{"role": "assistant", "content": self.rejected}]
         else:
             record["label"] = [int(t.train) for t in self.messages if t.role == "assistant"]
+        if self.images:
+            record["images"] = list(self.images)
         return record
 
 
@@ -71,11 +76,15 @@ def describe(value: object) -> str:
 class Row:
     """The row being checked: collects its issues."""
 
-    def __init__(self, row: dict, file: str, line: int):
+    def __init__(self, row: dict, file: str, line: int, media: object = None):
         self.row = row
         self.file = file
         self.line = line
         self.issues: list[DataIssue] = []
+        # what its image references are checked against (trainer/data/images.ImageContext), and the
+        # references a converter found, as (field, reference) in the order of their placeholders
+        self.media = media
+        self.image_refs: list[tuple[str, object]] = []
 
     def issue(self, field_name: str, message: Message) -> None:
         self.issues.append(DataIssue(self.file, self.line, field_name, message))

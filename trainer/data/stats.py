@@ -1,7 +1,8 @@
 """Dataset statistics, computed in one streaming pass.
 
-Only counters and one compact integer array of token lengths (when a `token_length` callable is
-given) are kept, never the examples themselves.
+Only counters and compact integer arrays (token lengths when a `token_length` callable is given;
+each image's width and height, and each image row's image count and image tokens) are kept, never
+the examples themselves.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Callable, Iterable
 import numpy as np
 
 from models.chat_template import TemplateError
+from models.image_facts import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, image_tokens
 
 from ..messages import Message
 from .formats import Example
+from .images import ImageLimits, image_size
 from .readers import DataIssue
 
 HISTOGRAM_BINS = 20
@@ -24,9 +27,12 @@ HISTOGRAM_BINS = 20
 class StatsCollector:
     """Accumulates statistics example by example; `result()` gives the same dict as compute_stats."""
 
-    def __init__(self, token_length: Callable[[Example], int] | None = None, max_seq_len: int | None = None):
+    def __init__(self, token_length: Callable[[Example], int] | None = None, max_seq_len: int | None = None,
+                 limits: ImageLimits | None = None):
         self.token_length = token_length
         self.max_seq_len = max_seq_len
+        # image tokens are counted as the processor resizes: within the run's limits, else its defaults
+        self.limits = limits or ImageLimits(DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS)
         self.rows = 0
         self.turns_total = 0
         self.turns_max = 0
@@ -38,6 +44,10 @@ class StatsCollector:
         self.chars_total = 0
         self.chars_max = 0
         self.lengths = array("q")
+        self.widths = array("q")
+        self.heights = array("q")
+        self.images_per_row = array("q")  # of the rows with images
+        self.image_tokens = array("q")  # per row with images
 
     def add(self, example: Example) -> list[DataIssue]:
         """Count the example; a row whose tokens cannot be counted is returned as a problem instead."""
@@ -67,7 +77,24 @@ class StatsCollector:
         self.chars_max = max(self.chars_max, chars)
         if length is not None:
             self.lengths.append(length)
+        if example.images:
+            self._add_images(example.images)
         return []
+
+    def _add_images(self, paths: tuple[str, ...]) -> None:
+        tokens = 0
+        for path in paths:
+            info = image_size(path)
+            if info is None:
+                continue
+            self.widths.append(info.width)
+            self.heights.append(info.height)
+            try:
+                tokens += image_tokens(info.width, info.height, self.limits.min_pixels, self.limits.max_pixels)
+            except ValueError:  # an area the limits refuse; the row's check has said so
+                pass
+        self.images_per_row.append(len(paths))
+        self.image_tokens.append(tokens)
 
     def result(self) -> dict:
         rows = self.rows
@@ -80,6 +107,30 @@ class StatsCollector:
             "untrained_turns": self.untrained_turns,
             "characters": {"total": self.chars_total, "mean": _mean(self.chars_total, rows), "max": self.chars_max},
             "tokens": self._tokens() if self.token_length is not None else None,
+            "images": self._images() if self.images_per_row else None,
+        }
+
+    def _images(self) -> dict:
+        """Images per row (over all rows), each image's size (the smallest, median and largest by
+        area, as [width, height]) and image tokens per row with images."""
+        per_row = np.frombuffer(self.images_per_row, dtype=np.int64)
+        tokens = np.frombuffer(self.image_tokens, dtype=np.int64)
+        widths = np.frombuffer(self.widths, dtype=np.int64)
+        heights = np.frombuffer(self.heights, dtype=np.int64)
+        sizes = {}
+        if len(widths):
+            order = np.argsort(widths * heights, kind="stable")
+            for name, k in (("min", 0), ("median", len(order) // 2), ("max", len(order) - 1)):
+                sizes[name] = [int(widths[order[k]]), int(heights[order[k]])]
+        return {
+            "rows": len(per_row),
+            "total": int(per_row.sum()),
+            "per_row": {"mean": _mean(int(per_row.sum()), self.rows), "min": 0 if len(per_row) < self.rows
+                        else int(per_row.min()), "max": int(per_row.max())},
+            "size": sizes,
+            "tokens_per_row": {"min": int(tokens.min()), "mean": round(float(tokens.mean()), 2),
+                               "max": int(tokens.max())},
+            "limits": [self.limits.min_pixels, self.limits.max_pixels],
         }
 
     def _tokens(self) -> dict:
@@ -112,12 +163,13 @@ def _mean(total: int, count: int) -> float:
 
 
 def compute_stats(examples: Iterable[Example], token_length: Callable[[Example], int] | None = None,
-                  max_seq_len: int | None = None) -> dict:
+                  max_seq_len: int | None = None, limits: ImageLimits | None = None) -> dict:
     """Statistics of the examples: rows; user+assistant turns per row (a preference row counts its
     final reply as one turn); rows with a system prompt, with <think> reasoning, untrained turns;
     characters; and, given `token_length`, token length min/mean/p50/p95/max, a histogram (bin k
-    holds lengths in [edges[k], edges[k+1])) and how many rows exceed `max_seq_len`."""
-    collector = StatsCollector(token_length, max_seq_len)
+    holds lengths in [edges[k], edges[k+1])) and how many rows exceed `max_seq_len`; with images,
+    images per row, their sizes and image tokens per row (counted with `limits`)."""
+    collector = StatsCollector(token_length, max_seq_len, limits)
     for example in examples:
         collector.add(example)
     return collector.result()

@@ -44,7 +44,7 @@ class EncodeReport:
     skipped_lines: list = field(default_factory=list)
 
 
-def _messages(example):
+def conversation_of(example):
     return [{"role": t.role, "content": t.content} for t in example.messages], [t.train for t in example.messages]
 
 
@@ -52,13 +52,13 @@ def token_length(tokenizer):
     """A callable Example -> number of tokens, for dataset statistics."""
 
     def length(example) -> int:
-        messages, trainable = _messages(example)
+        messages, trainable = conversation_of(example)
         return len(encode_conversation(tokenizer, messages, trainable)[0])
 
     return length
 
 
-def _drop_oldest_exchange(messages, trainable):
+def drop_oldest_exchange(messages, trainable):
     start = 1 if messages and messages[0]["role"] == "system" else 0
     user_turns = [i for i in range(start, len(messages)) if messages[i]["role"] == "user"]
     if len(user_turns) < 2:
@@ -73,14 +73,14 @@ def _encode_within(tokenizer, example, limit: int, truncation: str):
     still too long); None when `skip_row` leaves it out."""
     if truncation not in TRUNCATION_POLICIES:
         raise ValueError(f"data.truncation: expected one of {', '.join(TRUNCATION_POLICIES)}; got {truncation!r}")
-    messages, trainable = _messages(example)
+    messages, trainable = conversation_of(example)
     ids, learned = encode_conversation(tokenizer, messages, trainable)
     if len(ids) <= limit:
         return messages, ids, learned, False
     if truncation == "skip_row":
         return None
     while truncation == "drop_oldest_turns" and len(ids) > limit:
-        shorter = _drop_oldest_exchange(messages, trainable)
+        shorter = drop_oldest_exchange(messages, trainable)
         if shorter is None:
             break
         messages, trainable = shorter
@@ -101,27 +101,31 @@ def encode_sft(tokenizer, example, max_seq_len: int, truncation: str = "drop_old
     return {"input_ids": ids[:-1], "labels": labels}, truncated
 
 
-def _located(encode, tokenizer, example, *args):
-    """`encode(tokenizer, example, *args)`, a template that cannot render the row named by its file and line."""
+def _located(encode, tokenizer, example, *args, errors: tuple = (TemplateError,)):
+    """`encode(tokenizer, example, *args)`; a row it cannot encode (a template that cannot render
+    it, or one of `errors`) named by its file and line."""
     try:
         return encode(tokenizer, example, *args)
-    except TemplateError as exc:
+    except errors as exc:
         raise TokenizationError(f"{example.source}:{example.line}: {exc}") from None
 
 
-def encode_sft_examples(tokenizer, examples, max_seq_len: int, truncation: str, what: str = "data.train"):
-    """Encode every example; raises TokenizationError when none is usable."""
+def encode_sft_examples(tokenizer, examples, max_seq_len: int, truncation: str, what: str = "data.train",
+                        encode=encode_sft, length=None, errors: tuple = (TemplateError,), hint: str = ""):
+    """Encode every example with `encode(tokenizer, example, max_seq_len, truncation)` (a VL model
+    passes its own, with `length`, the untruncated length of a row, and the `errors` its rows may
+    raise); raises TokenizationError when none is usable, `hint` added to its advice."""
+    length = length or token_length(tokenizer)
     features, report = [], EncodeReport()
     for example in examples:
         report.rows += 1
-        encoded, truncated = _located(encode_sft, tokenizer, example, max_seq_len, truncation)
+        encoded, truncated = _located(encode, tokenizer, example, max_seq_len, truncation, errors=errors)
         report.truncated += int(truncated)
         if encoded is None:
             report.skipped += 1
             report.skipped_lines.append(f"{example.source}:{example.line}")
-            messages, trainable = _messages(example)
-            length = len(encode_conversation(tokenizer, messages, trainable)[0])
-            report.shortest = length if not report.shortest else min(report.shortest, length)
+            shortest = length(example)
+            report.shortest = shortest if not report.shortest else min(report.shortest, shortest)
             continue
         report.encoded += 1
         report.tokens += len(encoded["input_ids"]) + 1
@@ -130,7 +134,7 @@ def encode_sft_examples(tokenizer, examples, max_seq_len: int, truncation: str, 
         raise TokenizationError(
             f"{what}: no usable row: data.max_seq_len={max_seq_len} is too small for every one of the "
             f"{report.rows} rows with data.truncation={truncation} (the shortest skipped row has "
-            f"{report.shortest} tokens); raise data.max_seq_len"
+            f"{report.shortest} tokens); raise data.max_seq_len{hint}"
         )
     return features, report
 

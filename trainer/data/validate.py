@@ -13,6 +13,7 @@ from typing import Callable
 
 from ..messages import Message, plural
 from .formats import FORMATS, Example, open_records, try_convert
+from .images import ImageContext, ImageLimits
 from .readers import DataError, DataIssue
 
 __all__ = ["Report", "DataError", "DataIssue", "validate_file", "load_examples"]
@@ -77,16 +78,19 @@ class Report:
 
 def validate_file(path: str | os.PathLike, format: str = "auto", skip_invalid: bool = False,
                   max_issues_kept: int = 200,
-                  on_example: Callable[[Example], None] | None = None) -> Report:
+                  on_example: Callable[[Example], None] | None = None,
+                  limits: ImageLimits | None = None) -> Report:
     """Check every row of the file. `on_example` is called with each valid example as it is read
     (for statistics or collection) so one pass serves both; problems it returns (a row the model's
-    chat template cannot render, say) make the row invalid."""
+    chat template cannot render, say) make the row invalid. Images must lie in the file's folder
+    and, given `limits` (the run config's vl.min_pixels/max_pixels), have an area within them."""
     path = os.fspath(path)
     name, records = open_records(path, format)
     report = Report(path, name, FORMATS[name].kind, detected=format == "auto", skip_invalid=skip_invalid)
+    images = ImageContext.for_file(path, limits)
     for line, row in records:
         report.rows_total += 1
-        example, issues = try_convert(row, name, path, line)
+        example, issues = try_convert(row, name, path, line, images)
         if example is not None:
             issues = (on_example(example) if on_example is not None else None) or []
             if not issues:
@@ -100,11 +104,11 @@ def validate_file(path: str | os.PathLike, format: str = "auto", skip_invalid: b
     return report
 
 
-def load_examples(path: str | os.PathLike, format: str = "auto",
-                  skip_invalid: bool = False) -> tuple[list[Example], Report]:
+def load_examples(path: str | os.PathLike, format: str = "auto", skip_invalid: bool = False,
+                  limits: ImageLimits | None = None) -> tuple[list[Example], Report]:
     """All valid examples of the file with its Report; raises `DataError` when the file is not ok."""
     examples: list[Example] = []
-    report = validate_file(path, format, skip_invalid, on_example=examples.append)
+    report = validate_file(path, format, skip_invalid, on_example=examples.append, limits=limits)
     error = report.error()
     if error is not None:
         raise error
