@@ -90,6 +90,12 @@ class ChatEngine:
         self.tokenizer = tokenizer
         # a VL model's images.ImageProcessor; None for a text model, which is sent no images
         self.image_processor = image_processor
+        # a VL model never writes an image's tokens: generated as text they would be taken for an image
+        self.unwritable = []
+        if image_processor is not None:
+            from models.vl_inputs import special_ids
+
+            self.unwritable = sorted(special_ids(tokenizer).values())
         self.name = name
         self.context_length = context_length or model.config.max_position_embeddings
         self.thinking_supported = supports_thinking(tokenizer)
@@ -211,6 +217,7 @@ class ChatEngine:
                 else:
                     out = self.model(paddle.to_tensor([sequence], dtype="int64"), use_cache=False, return_dict=True)
                 logits = out.logits[0, -1].astype("float32").numpy()
+                logits[self.unwritable] = -np.inf
                 token = pick_token(logits, params, rng, seen)
                 if params.repetition_penalty != 1.0:
                     seen = np.union1d(seen, [token])
