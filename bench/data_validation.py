@@ -6,7 +6,7 @@ directory. Each side then runs in a fresh subprocess, the clock going from the s
     ours:   `python -m trainer data check FILE --json`, the command the Data tab runs (every row
             validated and converted, statistics collected; no tokenizer);
     pandas: `pandas.read_json(FILE, lines=True)`, the usual way to load a JSONL whole.
-Peak memory is the child's peak resident set (`os.wait4` rusage, ru_maxrss). Each side also runs
+Peak memory is the child's peak resident set (its own ru_maxrss: plumbing.peak_memory). Each side also runs
 once on a one-row file, so the table shows how much of its peak is start-up and how much the data.
 The runs alternate (ours, pandas, ours, ...) and the best of --runs counts.
 
@@ -29,6 +29,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from plumbing.peak_memory import run_with_peak  # noqa: E402
+
 # Ours against pandas: validating every row should not be slower than pandas merely loading the
 # file, and streaming should keep the peak to a small part of pandas' (which holds the whole file).
 TARGET = {"throughput_ratio": 1.0, "memory_ratio": 0.1}
@@ -78,15 +82,13 @@ def run_child(argv: list[str], path: Path) -> dict:
     argv = [a.replace("{path}", str(path)) for a in argv]
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
+        code, peak_rss = run_with_peak(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited with {proc.returncode}:\n{text[-2000:]}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "last_line": text.strip().splitlines()[-1]}
+    if code != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited with {code}:\n{text[-2000:]}")
+    return {"seconds": seconds, "peak_rss_mb": peak_rss, "last_line": text.strip().splitlines()[-1]}
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ random-weight ERNIE-4.5-0.3B at full width (hidden 1024, vocabulary 103,424; bui
 paddleformers from the released config.json, with the released tokenizer; batch 2, 256 tokens).
 
 Measured, each run in its own process started as the job launcher starts one:
-    peak RSS  the trainer process's ru_maxrss (os.wait4): the most memory it ever held resident,
+    peak RSS  the trainer process's own ru_maxrss (plumbing.peak_memory): the most memory it ever held resident,
               runtime, tokenizer, loading and saving included. This is what must fit in the
               machine's RAM, so it is what the estimate is checked against.
     tensors   the peak of paddle's allocator during training (metrics.jsonl memory.tensors_peak_mb,
@@ -39,6 +39,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from plumbing.peak_memory import run_with_peak  # noqa: E402
 from models.memory import CPU_PROCESS, MiB, TOKENIZER_BYTES_PER_ENTRY  # noqa: E402
 
 REAL = REPO.parent / "shared" / "real_ernie"
@@ -129,16 +130,14 @@ def measure(name: str, config: dict, root: Path, env: dict) -> dict:
     (job / "config.yaml").write_text(yaml.safe_dump(config))
     with open(job / "train.log", "wb") as log:
         argv = [sys.executable, "-m", "trainer", "run", str(job / "config.yaml"), "--job-dir", str(job)]
-        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+        code, peak_rss = run_with_peak(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT)
+    if code != 0:
         tail = (job / "train.log").read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise SystemExit(f"{name}: trainer exited with {proc.returncode}:\n{tail}")
+        raise SystemExit(f"{name}: trainer exited with {code}:\n{tail}")
     lines = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines() if line.strip()]
     tensors = max(line["memory"]["tensors_peak_mb"] for line in lines if "memory" in line)
     found = estimate_run(from_dict(config))
-    peak_rss = usage.ru_maxrss / 1024
     tensors_estimate = max(found.step, found.saving) / MiB
     return {"estimate_mb": round(found.peak / MiB, 1), "peak_rss_mb": round(peak_rss, 1),
             "ratio": round(found.peak / MiB / peak_rss, 3), "phase": found.phase,

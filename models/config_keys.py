@@ -9,6 +9,8 @@ silently ignore, so that the model built is not the one the file describes, are 
 
 from __future__ import annotations
 
+from models.quant_spec import QuantError, QuantSpec, is_studio_quantized
+
 HONOURED = "honoured"
 CARRIED = "carried"
 NO_BEARING = "no bearing on the weights"
@@ -25,7 +27,8 @@ KEY_HANDLING = {
     )},
     # the MTP layer: loaded, frozen and saved back unchanged (models/mtp.py)
     "num_nextn_predict_layers": CARRIED,
-    # FastDeploy's recipe for quantizing the full-precision weights as it loads them
+    # FastDeploy's recipe for quantizing the full-precision weights as it loads them, or the
+    # studio's own quantized format (models/quant_spec.py), which the loader reads
     "quantization_config": CARRIED,
     # the file's storage precision: weights are loaded in the run's precision
     "dtype": NO_BEARING, "torch_dtype": NO_BEARING,
@@ -61,11 +64,16 @@ def refusals(config: dict) -> list[str]:
         if ours in config:
             found.append(f"{ours} is ERNIEKit's name, which paddleformers does not read: rename it to {theirs}")
     quantization = config.get("quantization_config")
-    if quantization is not None:
+    if is_studio_quantized(config):
+        try:
+            QuantSpec.from_config(quantization)
+        except QuantError as exc:
+            found.append(str(exc))
+    elif quantization is not None:
         unknown = (sorted(set(quantization) - set(FASTDEPLOY_QUANTIZATION_KEYS)) if isinstance(quantization, dict)
                    else [])
         if not isinstance(quantization, dict) or unknown:
             names = ", ".join(f"quantization_config.{key}" for key in unknown) or "quantization_config"
             found.append(f"{names}: only FastDeploy's serving recipe ({', '.join(FASTDEPLOY_QUANTIZATION_KEYS)}) "
-                         "can be carried; the studio trains and serves full-precision weights, not quantized ones")
+                         "can be carried; the studio loads quantized weights only in its own format (docs/quant.md)")
     return found

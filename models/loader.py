@@ -4,7 +4,8 @@ One code path for every model: `AutoConfig`/`AutoModelForCausalLM`/`AutoTokenize
 directory. The CPU adjustments are applied here, explicitly: dense ERNIE 4.5 needs
 `fuse_rms_norm=False`, and MoE blocks switch to the portable dispatch of `models.moe_dispatch`
 wherever the fused GPU kernels are unavailable. A multi-token-prediction layer is built as the
-checkpoint holds it and carried through, frozen and never run (`models.mtp`).
+checkpoint holds it and carried through, frozen and never run (`models.mtp`). A checkpoint the
+studio quantized is built with its integer weights by `models.quant_io`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from models.chat_template import ERNIE_CHAT_TEMPLATE
 from models.checkpoints import (VISION_MODEL_TYPES, ModelNotFound, adapter_base, is_adapter, model_class,
                                 read_model_config)
 from models.mtp import MTP_LAYERS_KEY, carry_mtp, stored_mtp_layers
+from models.quant_spec import is_studio_quantized
 from models.registry import resolve_model_dir
 from plumbing.locking import exclusive
 
@@ -104,10 +106,16 @@ def load_model(model_dir: Path, dtype: str = "float32", moe_dispatch: str = "aut
         config.fuse_rms_norm = False
     for key, value in (config_overrides or {}).items():
         setattr(config, key, value)
-    # one process at a time: paddleformers deletes and rewrites a metadata file in the directory on
-    # every load, so two ranks (or a job and a chat server) loading together read a half-written one
-    with rank_local_loading(), exclusive(model_dir):
-        model = model_class(config.model_type, pipeline).from_pretrained(str(model_dir), config=config, dtype=dtype)
+    if is_studio_quantized(config_json):
+        from models.quant_io import load_quantized
+
+        model = load_quantized(model_dir, config, config_json, pipeline)
+    else:
+        # one process at a time: paddleformers deletes and rewrites a metadata file in the directory on
+        # every load, so two ranks (or a job and a chat server) loading together read a half-written one
+        with rank_local_loading(), exclusive(model_dir):
+            model = model_class(config.model_type, pipeline).from_pretrained(str(model_dir), config=config,
+                                                                             dtype=dtype)
     carry_mtp(model)
     if config.model_type in VISION_MODEL_TYPES:
         take_float_pixels(model)

@@ -17,6 +17,31 @@ SAMPLE_SFT = ROOT / "assets" / "sample_sft.jsonl"
 EXAMPLES = ROOT / "examples"
 
 
+# Test files that share a costly session fixture run on one xdist worker, so it is built once.
+SHARED_FIXTURE_GROUPS = {"test_vl_training.py": "vl-lora-job", "test_browser_vl.py": "vl-lora-job"}
+# The longest files go first: one started last would leave a worker running alone at the end.
+LONGEST_FIRST = ("test_browser_vl.py", "test_vl_training.py", "test_real_checkpoints.py", "test_chat_templates.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`pytest -n N` (pytest.ini) hands out whole test files, as xdist's loadfile does, so each file's
+    module fixtures (a studio, a browser page, a trained job) are built once, with the files of
+    SHARED_FIXTURE_GROUPS handed out together."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SHARED_FIXTURE_GROUPS.get(Path(path).name, path)
+
+    return FileGroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("studio")

@@ -265,13 +265,13 @@ def test_thinking_rows_train_and_chat_with_the_released_thinking_template(workdi
     model = shutil.copytree(tiny_moe_dir, tmp_path / "tiny-thinking-released")
     checkpoint_with_template(tiny_moe_dir, model, released_template("thinking"))
     thought = "I remember this from training."
-    conversations = sample_conversations()[:20]
+    conversations = sample_conversations()[:12]
     data = tmp_path / "thinking.jsonl"
     thinking = [c[:-1] + [{"role": "assistant", "content": f"<think>\n{thought}\n</think>\n\n{c[-1]['content']}"}]
                 for c in conversations]
     # the same questions after an earlier exchange, as the template renders a follow-up
     turns = lambda messages: [m for m in messages if m["role"] != "system"]  # noqa: E731
-    follow_ups = [turns(earlier) + turns(row) for earlier, row in zip(conversations[10:], thinking[:10])]
+    follow_ups = [turns(earlier) + turns(row) for earlier, row in zip(conversations[6:], thinking[:6])]
     data.write_text("".join(json.dumps({"messages": row}, ensure_ascii=False) + "\n"
                             for row in thinking + follow_ups), encoding="utf-8")
     config = example_config("tiny_sft_full.yaml", **{"model.name_or_path": str(model), "data.max_seq_len": 320,

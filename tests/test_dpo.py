@@ -153,7 +153,7 @@ def test_dpo_on_top_of_an_sft_lora_job(workdir, lora_job):
 
     job_dir = workdir / "jobs" / "sft-then-dpo"
     config = example_config("tiny_dpo_lora.yaml", **{"model.name_or_path": str(lora_job / "output"),
-                                                      "optim.max_steps": 10})
+                                                      "optim.max_steps": 2})
     result = run_trainer(config, job_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     info = json.loads((job_dir / "output" / "adapter_info.json").read_text())

@@ -65,13 +65,13 @@ def test_export_merges_adapter_with_identical_logits(lora_job, tmp_path):
 
 def test_eval_split_logs_eval_loss_once_per_eval(workdir, tiny_moe_dir):
     job_dir = workdir / "jobs" / "with-eval"
-    config = example_config("tiny_sft_lora.yaml", **{"optim.max_steps": 20, "data.eval_split": 0.1,
-                                                     "logging.eval_steps": 10, "logging.logging_steps": 10})
+    config = example_config("tiny_sft_lora.yaml", **{"optim.max_steps": 4, "data.eval_split": 0.1,
+                                                     "logging.eval_steps": 2, "logging.logging_steps": 2})
     result = run_trainer(config, job_dir)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "6 evaluation sequences" in result.stdout
     evals = [m for m in read_metrics(job_dir) if "eval_loss" in m]
-    assert [m["step"] for m in evals] == [10, 20]
+    assert [m["step"] for m in evals] == [2, 4]
     assert all(m["eval_loss"] > 0 for m in evals)
 
 

@@ -34,9 +34,9 @@ if not Path("/usr/bin/chromium").exists():
     pytest.skip("Debian's chromium is not installed (make chromium)", allow_module_level=True)
 
 JOB_NAME = "browser-lora"
-# Long enough to reload the page and restart the app while it runs (the page shows it running again
-# after the restart near step 100), short enough for CI.
-MAX_STEPS = 200
+# Long enough to reload the page and restart the app while it runs (on a quiet machine the page shows
+# it running again after the restart near step 150), short enough for CI.
+MAX_STEPS = 300
 # What the page sets on top of the model's sft-lora preset before it starts the job.
 JOB_CHANGES = {"optim.max_steps": MAX_STEPS, "data.eval_split": 0.1, "logging.eval_steps": MAX_STEPS // 4}
 # The longest a training job may take here before a wait calls it a hang (a few minutes normally).
@@ -475,6 +475,9 @@ def test_chat_with_the_tuned_model_beside_the_base(page, trained_job):
     assert page.locator("#chat-model-a input").input_value().endswith("output (LoRA adapter)")
     page.locator("#chat-settings").get_by_text("System prompt and sampling").click()
     set_slider(page, "chat-temperature", "0")
+    # room for every trained answer (17 tokens at most, its end included); the base never stops and
+    # would otherwise stream the default 256 tokens each turn
+    set_slider(page, "chat-max-tokens", "48")
 
     trained = 0
     for turn, conversation in enumerate(singles, 1):

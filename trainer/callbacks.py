@@ -10,13 +10,13 @@ and turns a stop request (SIGTERM or the STOP file) into "finish this step, save
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import time
 
 import psutil
 from paddleformers.trainer import TrainerCallback
 
+from plumbing.peak_memory import own_peak_rss_mb
 from trainer.jobfiles import (
     JobPaths, append_json_line, append_metrics, mark_checkpoint_complete, prune_checkpoints, stop_requested,
     write_status,
@@ -66,7 +66,7 @@ def _memory() -> dict:
     """Resident memory now and at its peak so far; the peak of paddle's allocator (the tensors): on
     GPU since the start, on CPU since training began (`_reset_tensor_peak`)."""
     info = {"rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": own_peak_rss_mb()}
     import paddle
 
     if paddle.device.get_device().startswith("gpu"):
