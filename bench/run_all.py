@@ -112,6 +112,28 @@ TABLE = {
         Row("time to first token s, tiny VL: one image + question / text-only prompt of the same tokens",
             "image_ttft_s", "text_ttft_s", "ttft_ratio"),
     ],
+    "quant": [
+        *(Row(f"weight bytes, tiny MoE: {width} / bf16", f"weights.{width}.bytes", "weights.bf16_bytes",
+              f"weights.{width}.ratio", f"weights.{width}.target") for width in ("wint8", "wint4/8")),
+        *(Row(f"weight bytes, tiny MoE's quantizable linear layers: {width} / bf16", f"weights.{width}.linear_bytes",
+              "weights.linear_bf16_bytes", f"weights.{width}.linear_ratio", f"weights.{width}.target")
+          for width in ("wint8", "wint4/8")),
+        *(Row(f"weight GB, released ERNIE-4.5-21B-A3B config, from shapes: {width} / bf16",
+              f"projection.21b_a3b.{width}.gb", "projection.21b_a3b.bf16_gb", f"projection.21b_a3b.{width}.ratio",
+              f"weights.{width}.target")
+          for width in ("wint8", "wint4/8")),
+        *(Row(f"perplexity, tuned tiny MoE: {width} (channel-wise) / full precision", f"perplexity.{width}.perplexity",
+              "perplexity.full.perplexity", f"perplexity.{width}.ratio", f"perplexity.{width}.target")
+          for width in ("wint8", "wint4/8")),
+        Row("`models.serve` peak RSS MB, tiny MoE: wint4/8 / full precision", "server.wint4/8.peak_rss_mb",
+            "server.full.peak_rss_mb", "server.wint4/8.peak_rss_ratio"),
+        *(Row(f"decode tokens/s on CPU, tiny MoE: {width} / full precision", f"decode.{width}.tokens_per_s",
+              "decode.full", f"decode.{width}.ratio") for width in ("wint8", "wint4/8")),
+        Row("peak RSS MB of SFT-LoRA training, tiny MoE: wint4/8 base / full-precision base",
+            "training.wint4/8.peak_rss_mb", "training.full.peak_rss_mb", "training.wint4/8.peak_rss_ratio"),
+        Row("allocator peak MB of the same (tensors only)", "training.wint4/8.tensors_peak_mb",
+            "training.full.tensors_peak_mb", "training.wint4/8.tensors_peak_ratio"),
+    ],
     "memory_estimate": [
         *(Row(f"MB at the peak, {label}: memory estimate / measured peak RSS of `trainer run`", f"{case}.estimate_mb",
               f"{case}.peak_rss_mb", f"{case}.ratio")

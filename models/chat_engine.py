@@ -105,14 +105,17 @@ class ChatEngine:
                              [generation_eos] if generation_eos is not None else [])
         self.stop_markers = end_of_turn_markers(tokenizer)
         self.default_max_tokens = DEFAULT_MAX_TOKENS
+        # models.quant_spec.QuantSpec of a studio-quantized checkpoint (set by `load`); None: full precision
+        self.quantization = None
 
     @classmethod
     def load(cls, name_or_path: str, adapter: str | None = None, template: str = "auto", dtype: str = "float32",
              max_model_len: int | None = None, name: str | None = None) -> "ChatEngine":
         from models.loader import load_checkpoint
 
-        from models.checkpoints import VISION_MODEL_TYPES
+        from models.checkpoints import VISION_MODEL_TYPES, read_model_config
         from models.loader import locate_checkpoint
+        from models.quant_spec import quantization_of
         from models.vl_inputs import ImageProcessor
 
         model, tokenizer = load_checkpoint(name_or_path, adapter=adapter, dtype=dtype)
@@ -120,13 +123,24 @@ class ChatEngine:
         context = model.config.max_position_embeddings
         if max_model_len is not None:
             context = min(context, max_model_len)
+        base, adapter_dir = locate_checkpoint(name_or_path, adapter)
         processor = None
         if model.config.model_type in VISION_MODEL_TYPES:
-            base, adapter_dir = locate_checkpoint(name_or_path, adapter)
             # an adapter carries the image sizes it was trained with (trainer/vision.ship_pixel_limits)
             trained = adapter_dir if adapter_dir and (adapter_dir / "preprocessor_config.json").is_file() else base
             processor = ImageProcessor(trained)
-        return cls(model, tokenizer, name or name_or_path, context, processor)
+        engine = cls(model, tokenizer, name or name_or_path, context, processor)
+        engine.quantization = quantization_of(read_model_config(base))
+        return engine
+
+    def quantization_card(self) -> dict | None:
+        """The weights' quantization as `/v1/models` reports it (None: full precision), with the
+        kernel its layers run: `fused` (Paddle's weight_only_linear, CUDA) or `portable`."""
+        if self.quantization is None:
+            return None
+        from models.quant import runs_fused
+
+        return {**self.quantization.to_dict(), "kernel": "fused" if runs_fused(self.model) else "portable"}
 
     def _encode(self, messages: list[dict], images: list, **kwargs):
         """(prompt ids, the VL encoding or None) of a conversation."""

@@ -135,15 +135,21 @@ def locate_checkpoint(name_or_path: str, adapter: str | None = None, workdir=Non
     """
     path = Path(name_or_path)
     if adapter is None and path.is_dir() and is_adapter(path):
-        return adapter_base(path), path.resolve()
-    model_dir = resolve_model_dir(name_or_path, workdir)
-    read_model_config(model_dir)
-    if adapter is None:
-        return model_dir, None
-    adapter_dir = Path(adapter).expanduser()
-    if not (adapter_dir / "lora_config.json").is_file():
-        raise ModelNotFound(f"{adapter} is not a LoRA adapter directory: lora_config.json is missing")
-    return model_dir, adapter_dir.resolve()
+        model_dir, adapter_dir = adapter_base(path), path.resolve()
+    else:
+        model_dir = resolve_model_dir(name_or_path, workdir)
+        read_model_config(model_dir)
+        if adapter is None:
+            return model_dir, None
+        adapter_dir = Path(adapter).expanduser()
+        if not (adapter_dir / "lora_config.json").is_file():
+            raise ModelNotFound(f"{adapter} is not a LoRA adapter directory: lora_config.json is missing")
+        adapter_dir = adapter_dir.resolve()
+    if is_studio_quantized(read_model_config(model_dir)):
+        raise ModelNotFound(f"{model_dir} is a quantized checkpoint, and a LoRA adapter ({adapter_dir}) is applied "
+                            "only to a full-precision base: serve the adapter on the full-precision model, or "
+                            "export its job with --merge --quantize and serve the export")
+    return model_dir, adapter_dir
 
 
 def load_checkpoint(name_or_path: str, adapter: str | None = None, workdir=None, dtype: str = "float32"):
@@ -160,5 +166,11 @@ def load_checkpoint(name_or_path: str, adapter: str | None = None, workdir=None,
         with exclusive(adapter_dir):  # the adapter loader rewrites the same metadata file
             model = LoRAModel.from_pretrained(model=model, lora_path=str(adapter_dir))
     model.eval()
-    has_tokenizer = adapter_dir is not None and (adapter_dir / "tokenizer_config.json").is_file()
-    return model, load_tokenizer(adapter_dir if has_tokenizer else model_dir)
+    return model, load_tokenizer(tokenizer_dir(model_dir, adapter_dir))
+
+
+def tokenizer_dir(model_dir: Path, adapter_dir: Path | None) -> Path:
+    """Where a checkpoint's tokenizer is read: an adapter's own tokenizer files (which carry the chat
+    template it was trained with) win over the base's."""
+    has_tokenizer = adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").is_file()
+    return Path(adapter_dir) if has_tokenizer else Path(model_dir)

@@ -11,12 +11,14 @@ per parameter) times the bytes of its dtype, taken from the code paddle runs (ea
 the unfused RMSNorm and the portable MoE dispatch of models/moe_dispatch.py) and checked one by one
 against paddle's allocator on CPU in fp32 (docs/real_models.md, "Will it fit?"):
 
-- static: weights; for what trains a gradient (fp32 under AMP: paddleformers keeps master
-  gradients), AdamW's two fp32 moments and, under bf16/fp16, an fp32 master copy; the frozen
-  reference model of full DPO;
+- static: weights (a LoRA run's quantized base at its integers and scales, `quantized_layers`); for
+  what trains a gradient (fp32 under AMP: paddleformers keeps master gradients), AdamW's two fp32
+  moments and, under bf16/fp16, an fp32 master copy; the frozen reference model of full DPO;
 - activations: what autograd keeps for the backward pass, per token and layer, plus the step's
-  largest transients: the logits and the loss's softmax, and the gradient of the (tied) embedding;
-- loading (two copies of the weights and one more of the embedding) and saving (a host copy of
+  largest transients: the logits and the loss's softmax, the gradient of the (tied) embedding, a
+  quantized layer's weight dequantized for its matmul;
+- loading (two copies of the weights, in full precision also for a base quantized after loading,
+  and one more of the embedding) and saving (a host copy of
   the largest file written: the weights, or a checkpoint's optimizer state) also have peaks;
 - the runtime itself: on CPU the Python process with paddle and paddleformers, the kernel code a
   first step pages in, and the tokenizer; on GPU the CUDA context and workspaces (not measured
@@ -28,6 +30,8 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+
+from models.quant_spec import QuantSpec, keeps_full_precision
 
 MiB = 2**20
 
@@ -322,6 +326,8 @@ class Training:
     sharding_degree: int = 1
     recompute: bool = False
     offload_optimizer: bool = False
+    base_quant: str = "none"  # LoRA on a base held in low bit (models/quant_spec.py's widths)
+    base_quant_group_size: int = -1
 
 
 @dataclass
@@ -348,6 +354,26 @@ class Estimate:
         return self.weights + self.gradients + self.optimizer + self.reference + self.activations
 
 
+def quantized_layers(linears: list[Linear], width: str, group_size: int) -> dict[str, tuple[float, float]]:
+    """For each linear layer a quantized base holds in low bit (by weight name): the bytes per weight
+    value it holds (the integers, int4 packed two per byte, and the fp32 scales) and those of the
+    largest transient of its forward and backward (models/quant.py dequantizes per call: the fp32
+    values and the scaled ones, int4's int32 unpacking; the cast to a half-precision compute dtype
+    is added by the caller)."""
+    if width == "none":
+        return {}
+    spec = QuantSpec(width, group_size)
+    found = {}
+    for lin in linears:
+        if keeps_full_precision(lin.name):
+            continue
+        bits = spec.bits_for(lin.name)
+        rows = (lin.fan_in + 1) // 2 if bits == 4 else lin.fan_in
+        groups = 1 if group_size == -1 else lin.fan_in // group_size
+        found[lin.name + ".weight"] = ((rows + groups * FP32) / lin.fan_in, 2 * FP32 + (FP32 if bits == 4 else 0))
+    return found
+
+
 def estimate(config: dict, t: Training) -> Estimate:
     """The memory one device (one process on CPU) needs to train the model of `config` as `t` says."""
     arch = architecture(config)
@@ -358,6 +384,7 @@ def estimate(config: dict, t: Training) -> Estimate:
     names = set(t.adapted)
     adapted = tuple(lin for lin in linears if lin.name in names) if lora else ()
     frozen = [re.compile(p) for p in t.frozen]
+    quantized = quantized_layers(linears, t.base_quant, t.base_quant_group_size) if lora else {}
 
     def trains(p: Param) -> bool:
         return not (lora or p.frozen or any(f.fullmatch(p.name) for f in frozen))
@@ -376,7 +403,9 @@ def estimate(config: dict, t: Training) -> Estimate:
     best: dict | None = None
     for stage in range(stages):
         held = [p for p in params if stage in _stages_of(arch, p.name, p.layer, stages)]
-        weights = sum(p.numel / _divisor(p, t) * (FP32 if p.fp32 else c) for p in held) / weight_share
+        loaded = sum(p.numel / _divisor(p, t) * (FP32 if p.fp32 else c) for p in held) / weight_share
+        weights = sum(p.numel / _divisor(p, t) * (quantized[p.name][0] if p.name in quantized else
+                                                   FP32 if p.fp32 else c) for p in held) / weight_share
         train_numel = sum(p.numel / _divisor(p, t) for p in held if trains(p))
         lora_numel = sum((lin.fan_in + lin.fan_out) * t.lora_rank for lin in adapted
                          if stage in _stages_of(arch, lin.name, lin.layer, stages)) / t.tensor_parallel
@@ -395,7 +424,10 @@ def estimate(config: dict, t: Training) -> Estimate:
             transient = max(logits_transient(arch, step) * n, head_grad)
             if arch.tied:  # the tied embedding's two gradient halves (output head, input lookup) meet at the end
                 embedding_end = 2 * head_grad + arch.hidden * c * n
-        part = {"weights": weights + lora_numel * c / weight_share, "base": weights,
+        dequantized = [p.numel / _divisor(p, t) * (quantized[p.name][1] + (c if amp else 0)) for p in held
+                       if p.name in quantized]
+        transient = max([transient, *dequantized])
+        part = {"weights": weights + lora_numel * c / weight_share, "base": weights, "loaded": loaded,
                 "gradients": train_numel * grad_bytes / grad_share,
                 "optimizer": 0.0 if t.offload_optimizer else train_numel * optimizer_bytes / opt_share,
                 "optimizer_file": train_numel * optimizer_bytes / opt_share,
@@ -408,8 +440,9 @@ def estimate(config: dict, t: Training) -> Estimate:
     static = best["step"] - best["activations"]
     embedding = arch.vocab * arch.hidden * c / t.tensor_parallel
     # from_pretrained holds the built model and the loaded weights, and one more embedding; full DPO
-    # then loads its reference model beside the policy
-    loading = 2 * best["base"] + embedding + (best["base"] if t.reference_model else 0.0)
+    # then loads its reference model beside the policy. A quantized base is loaded in full precision
+    # and quantized after, layer by layer.
+    loading = 2 * best["loaded"] + embedding + (best["base"] if t.reference_model else 0.0)
     # saving writes a host copy of its largest file: the model (a tied embedding twice, as
     # paddleformers writes lm_head too) or a checkpoint's optimizer state
     model_file = best["trainable"] * c if lora else best["base"] + (embedding if arch.tied else 0.0)

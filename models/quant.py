@@ -301,6 +301,11 @@ def quantize_model(model, spec: QuantSpec) -> QuantSummary:
     return summary
 
 
+def runs_fused(model) -> bool:
+    """Whether the model's quantized layers run Paddle's fused kernel (`use_fused_kernels`)."""
+    return any(layer._fused is not None for _, layer in quantized_layers(model))
+
+
 def fused_kernels_available() -> bool:
     return paddle.is_compiled_with_cuda() and paddle.device.get_device().startswith("gpu")
 

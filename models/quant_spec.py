@@ -73,6 +73,15 @@ class QuantSpec:
             return 4
         return 4 if is_routed_expert(layer_name) else 8
 
+    def to_dict(self) -> dict:
+        """What the model server's `/v1/models` card says of a quantized model."""
+        return {"width": self.width, "group_size": self.group_size}
+
+    @property
+    def label(self) -> str:
+        """Short, the same in every language: `wint4/8`, or `wint4/8 g128` with group-wise scales."""
+        return self.width if self.group_size == -1 else f"{self.width} g{self.group_size}"
+
     def to_config(self) -> dict:
         """The `quantization_config` entry of a quantized checkpoint's config.json (the algorithm
         named as paddleformers names it; the mix as its {algorithm: layer patterns} form)."""
@@ -104,6 +113,12 @@ def is_studio_quantized(config_json: dict) -> bool:
     """Whether a config.json (as a dict) describes a checkpoint in this module's quantized format."""
     entry = config_json.get("quantization_config")
     return isinstance(entry, dict) and entry.get("quant_method") == QUANT_METHOD
+
+
+def quantization_of(config_json: dict) -> QuantSpec | None:
+    """The spec of a studio-quantized checkpoint's config.json; None for any other checkpoint.
+    QuantError names the entry's key this format never writes."""
+    return QuantSpec.from_config(config_json["quantization_config"]) if is_studio_quantized(config_json) else None
 
 
 def check_width(width) -> str:

@@ -128,6 +128,17 @@ _SCALE_VL = {name: _SCALE_21B[name] for name in ("sft-full", "sft-lora")}
 _SCALE_VL_424B = {name: _SCALE_300B[name] for name in ("sft-full", "sft-lora")}
 
 
+# ERNIEKit trains 300B-A47B LoRA on a WINT8MIX base (docs/quant.md): int4 routed experts, int8 for
+# the rest, about a third of bf16's weight memory. A quantized base keeps every layer whole on its GPU
+# (tensor parallelism 1), so the experts are spread by expert parallelism instead, on the same GPUs.
+_QUANTIZED_BASE = {"finetuning.base_quant": "wint4/8", "gpu.tensor_parallel_degree": 1,
+                   "gpu.expert_parallel_degree": 8}
+
+
+def _quantized_sft_lora(presets: dict) -> dict:
+    return {**presets, "sft-lora": {**presets["sft-lora"], **_QUANTIZED_BASE}}
+
+
 def _vl_presets(lora_experts: str, scale: dict) -> dict:
     sft = {name: preset for name, preset in _REAL_PRESETS.items() if name in scale}
     full = {"moe.freeze_router": True, "moe.bias_update_rate": 1e-3, "vl.freeze_vision": True}
@@ -160,7 +171,9 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="ERNIE-4.5-21B-A3B", kind="moe", total_params="21B", active_params="3B", layers=28,
             context_length=131072, experts=64, experts_per_token=6, shared_experts=2,
-            description="Text MoE, 21B total / 3B active parameters.", presets=_moe_presets("all", _SCALE_21B),
+            description="Text MoE, 21B total / 3B active parameters. LoRA can hold the frozen base in wint4/8 "
+                        "(finetuning.base_quant) to fit on a smaller GPU.",
+            presets=_moe_presets("all", _SCALE_21B),
         ),
         ModelSpec(
             name="ERNIE-4.5-21B-A3B-Thinking", kind="moe", total_params="21B", active_params="3B", layers=28,
@@ -171,8 +184,11 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="ERNIE-4.5-300B-A47B", kind="moe", total_params="300B", active_params="47B", layers=54,
             context_length=131072, experts=64, experts_per_token=8,
-            description="Flagship text MoE, 300B total / 47B active; needs a multi-GPU node.",
-            presets=_moe_presets("shared", _SCALE_300B),
+            description="Flagship text MoE, 300B total / 47B active; needs a multi-GPU node. Its SFT-LoRA preset "
+                        "holds the frozen base in wint4/8 as ERNIEKit's WINT8MIX LoRA does (int4 experts, int8 "
+                        "the rest: about a third of bf16's weight memory), with expert instead of tensor "
+                        "parallelism, since a quantized base keeps its layers whole.",
+            presets=_quantized_sft_lora(_moe_presets("shared", _SCALE_300B)),
         ),
         *[ModelSpec(
             name=f"ERNIE-4.5-VL-28B-A3B{suffix}", kind="vl-moe", total_params="28B", active_params="3B",

@@ -93,10 +93,13 @@ class ModelHost:
         return generation.cancelled.is_set() or self.stopping.is_set()
 
     def model_card(self) -> dict:
+        """The `/v1/models` entry; once loaded with the context, thinking, vision, and `quantization`
+        of a studio-quantized checkpoint (None: full precision)."""
         card = {"id": self.name, "object": "model", "created": self.created, "owned_by": "ernie-studio"}
         if self.engine is not None:
             card.update(max_model_len=self.engine.context_length, thinking=self.engine.thinking_supported,
-                        vision=self.engine.image_processor is not None)
+                        vision=self.engine.image_processor is not None,
+                        quantization=self.engine.quantization_card())
         return card
 
 

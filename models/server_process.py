@@ -63,8 +63,9 @@ class ModelServer:
         try:
             client.wait_ready(max(1.0, deadline - time.monotonic()), alive=lambda: self.process.poll() is None)
         except ChatError as exc:
+            words = self.last_words()  # stopping closes the log
             self.stop()
-            raise ChatError(f"{exc}: {self.last_words()}") from None
+            raise ChatError(f"{exc}: {words}") from None
         return client
 
     def last_words(self, lines: int = 5) -> str:

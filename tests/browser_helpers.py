@@ -184,6 +184,7 @@ KEPT_WORDS = {
     "PaddlePaddle", "paddleformers", "API", "Gradio", "ZeRO", "AdamW", "adamw", "NCCL", "CUDA", "MTP", "token",
     "safetensors", "TSV", "ID", "sqrt", "English",  # the language switch names each language in its own
     "PNG", "JPEG", "SVG", "PIL",  # image formats and the library that reads them
+    "FastDeploy",  # the serving engine an export is deployed with
 }
 # Paths, file names, config keys, model names and numbers with units: anything with / . _ or a digit.
 _TECHNICAL = re.compile(r"\S*[/._\\\d]\S*")

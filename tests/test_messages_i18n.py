@@ -87,6 +87,8 @@ BAD_CONFIGS = [
     {"data": TRAIN, "devices": {"device": "gpu", "gpu_ids": "0,x"}},
     {"data": TRAIN, "devices": {"device": "gpu", "gpu_ids": "0,0"}},
     {"data": TRAIN, "devices": {"device": "gpu", "gpu_ids": "0,1", "nproc": 1}},
+    {"data": TRAIN, "finetuning": {"type": "full", "base_quant": "wint4/8", "base_quant_group_size": 64},
+     "devices": {"device": "gpu", "gpu_ids": "0,1", "nproc": 2}, "gpu": {"tensor_parallel_degree": 2}},
     5,
 ]
 
@@ -309,7 +311,9 @@ def test_bad_configs_and_data_give_messages_with_no_english_in_chinese(tmp_path)
     # the GPU-scale, machine and model checks are tested with their modules (trainer/parallel.py,
     # trainer/preflight.py), which need GPUs or model directories to reach
     # the images of rows, and zip uploads: tests/test_vl_data.py reaches each of them and checks its Chinese
-    theirs = {key for key in CATALOGUE if key.split("-")[0] in ("gpu", "machine", "model", "image", "vl", "zip")
+    # a quantized export's report and FastDeploy notes: tests/test_quant_export.py
+    theirs = {key for key in CATALOGUE if key.split("-")[0] in ("gpu", "machine", "model", "image", "vl", "zip",
+                                                                 "qr", "fd")
               or key.startswith(("import-note-gpu", "import-note-sharding", "import-note-recompute",
                                  "import-note-prompt-len"))}
     never = {key for key in CATALOGUE if not key.startswith("json-")} - produced - elsewhere - theirs

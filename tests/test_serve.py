@@ -57,6 +57,7 @@ def test_models_and_health(base_server):
     models = client_for(base_server).models.list().data
     assert [m.id for m in models] == ["tiny-base"]
     assert models[0].model_extra["max_model_len"] == 2048 and models[0].model_extra["thinking"] is False
+    assert models[0].model_extra["quantization"] is None  # full precision (tests/test_quant_serve.py: quantized)
     assert httpx.get(f"{base_server.base_url}/health").json() == {"status": "ready", "model": "tiny-base"}
 
 

@@ -288,3 +288,21 @@ def test_lora_targets_a_name_only_where_it_is_a_linear_layer():
     matched = {name for name, _ in net.named_sublayers() if any(re.fullmatch(p, name) for p in patterns)}
     assert matched == {name for name, layer in net.named_sublayers() if isinstance(layer, nn.Linear)}
     assert "resampler_model.mlp" in matched and "layers.0.mlp" not in matched
+
+
+def test_a_quantized_export_reports_on_the_rows_with_their_images(lora_job, tmp_path):
+    """`export --quantize --report` on a VL job: its rows (all with images) measured with them."""
+    out = tmp_path / "wint8"
+    result = subprocess.run([sys.executable, "-m", "trainer", "export", str(lora_job), "--merge", "--quantize",
+                             "wint8", "--report", "-o", str(out)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "quant_report.json").read_text())
+    assert report["sample"] == {**report["sample"], "source": "train", "rows": 12, "images_skipped": 0}
+    assert all(len(answer["images"]) == 1 and "<image>" in answer["messages"][0]["content"]
+               for answer in report["answers"])
+    full, wint8 = report["results"]
+    assert full["perplexity"] > 1 and wint8["perplexity"] > 1 and 0 <= wint8["same_share"] <= 1
+    assert "--reasoning-parser ernie-45-vl" in result.stdout
+    # the vision transformer and the resampler stay full precision, the language model's layers are int8
+    assert wint8["layers"] == {"int8": wint8["layers"]["int8"]} and wint8["weight_bytes"] < full["weight_bytes"]

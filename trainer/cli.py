@@ -2,6 +2,7 @@
 
   run CONFIG.yaml [--job-dir DIR] [--resume] [KEY=VALUE ...]   train (SFT, full or LoRA)
   export JOB_DIR --merge [-o DIR]                               merge a LoRA adapter into its base
+  export JOB_DIR [--merge] --quantize W [--group-size N] [--report]  a wint8/wint4/wint4/8 checkpoint
   export JOB_DIR [--merge] --zip DIR                            a zip of the output (or the export) to take away
   config validate FILE [KEY=VALUE ...]                          check a run config
   config import-erniekit FILE -o OUT.yaml                       convert an ERNIEKit YAML
@@ -106,6 +107,7 @@ def cmd_export(argv: list[str]) -> int:
     parser.add_argument("-o", "--output", help="where to write (default: JOB_DIR/export)")
     parser.add_argument("--zip", metavar="DIR", help="write a zip archive into DIR, with the job's config.yaml and "
                         "the tokenizer: of the export with --merge, else of the job's output as it is")
+    add_quantize_arguments(parser)
     args = parser.parse_args(argv)
     if args.zip and args.output and not args.merge:
         parser.error("-o names the export's directory; without --merge, --zip archives the output and exports nothing")
@@ -114,7 +116,11 @@ def cmd_export(argv: list[str]) -> int:
 
     job_dir = Path(args.job_dir)
     out = None
-    if args.merge or not args.zip:
+    if args.quantize is not None or args.report or args.report_widths or args.group_size is not None:
+        out = quantized_export(parser, args)
+        if out is None:
+            return 1
+    elif args.merge or not args.zip:
         from trainer.export import ExportError, export
 
         try:
@@ -123,6 +129,7 @@ def cmd_export(argv: list[str]) -> int:
             print(f"export failed: {exc}", file=sys.stderr)
             return 1
         print(f"exported to {out}")
+        print_serve_command(out, job_dir)
     if args.zip:
         try:
             archive = job_archive(job_dir, Path(args.zip), export_dir=out)
@@ -131,6 +138,57 @@ def cmd_export(argv: list[str]) -> int:
             return 1
         print(f"archive written to {archive}")
     return 0
+
+
+def add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
+    from models.quant_spec import GROUP_SIZES, WIDTHS
+
+    parser.add_argument("--quantize", metavar="WIDTH", help=f"write a weight-only quantized checkpoint: "
+                        f"{', '.join(WIDTHS)} (a LoRA job needs --merge; default directory JOB_DIR/export-WIDTH)")
+    parser.add_argument("--group-size", metavar="N", help="scales per output channel (-1, the default) or per N "
+                        f"input rows: {', '.join(map(str, GROUP_SIZES))}")
+    parser.add_argument("--report", action="store_true", help="measure what quantizing costs on the job's eval "
+                        "data (or a sample of its training data): perplexity, identical greedy answers, bytes, "
+                        "load memory; printed and written as quant_report.json into the export")
+    parser.add_argument("--report-widths", metavar="W[,W]", help="more widths to compare in the report")
+
+
+def quantized_export(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path | None:
+    """Run `export --quantize`; the directory written, or None after saying why not."""
+    from models.quant_spec import QuantError, parse_spec
+
+    if args.quantize is None:
+        parser.error("--group-size, --report and --report-widths go with --quantize WIDTH")
+    try:
+        spec = parse_spec(args.quantize, -1 if args.group_size is None else args.group_size)
+        extra = [parse_spec(width.strip(), spec.group_size).width
+                 for width in (args.report_widths or "").split(",") if width.strip()]
+    except QuantError as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return None
+    from trainer.export import ExportError
+    from trainer.export_facts import report_text
+    from trainer.quant_export import export_quantized
+    from trainer.quant_report import ReportError
+
+    try:
+        out, report = export_quantized(Path(args.job_dir), spec, args.merge, args.output,
+                                       extra if args.report or extra else None)
+    except (ExportError, ReportError) as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return None
+    if report is not None:
+        print(report_text(report))
+    print(f"exported to {out}")
+    print_serve_command(out, Path(args.job_dir), spec.width, spec.group_size)
+    return out
+
+
+def print_serve_command(out: Path, job_dir: Path, width: str | None = None, group_size: int = -1) -> None:
+    from trainer.export_facts import fastdeploy_command
+
+    command = fastdeploy_command(out, job_dir, width, group_size)
+    print("\n".join([*command.notes, f"  {command.text}"]))
 
 
 def cmd_validate(argv: list[str]) -> int:

@@ -22,6 +22,7 @@ import yaml
 from plumbing.files import atomic_write_text
 from trainer.jobfiles import JobPaths
 from trainer.parallel import layout_problems
+from trainer import quantized_base
 from trainer.preflight import local_problems
 from trainer.messages import Message
 from trainer.schema import (
@@ -156,7 +157,8 @@ def _coerce(spec: FieldSpec, key: str, value: Any) -> tuple[Any, Message | None]
         if isinstance(value, str):
             value = next((c for c in spec.choices if c.lower() == value.lower()), value)
         if value not in spec.choices:
-            return None, Message("config-expected-choice", key=key, choices=", ".join(spec.choices), value=_show(value))
+            return None, Message("config-expected-choice", key=key, choices=", ".join(map(str, spec.choices)),
+                                 value=_show(value))
     if kind in ("int", "float") and not _in_range(spec, value):
         return None, Message("config-out-of-range", key=key, range=_range_text(spec),
                              value=_show(value if isinstance(raw, str) else raw))
@@ -330,6 +332,7 @@ def _cross_checks(v: dict[str, Any]) -> list[tuple[str, str]]:
     if have("moe.freeze_router", "finetuning.type") and v["moe.freeze_router"] and v["finetuning.type"] == "lora":
         out.append(("moe.freeze_router", Message("config-freeze-router-lora", key="moe.freeze_router")))
     out += layout_problems(v)
+    out += quantized_base.config_problems(v)
     if have("finetuning.lora.target_modules"):
         modules = v["finetuning.lora.target_modules"]
         if not modules:

@@ -56,9 +56,9 @@ def mix(loaded, seed: int):
     return mixed
 
 
-def build_datasets(cfg, tokenizer, log=print, processor=None):
-    """(train_features, eval_features) for the run's method; eval_features may be empty. With an
-    image `processor` (a VL model's), SFT rows are encoded with their images."""
+def split_examples(cfg, log=print):
+    """(train_examples, eval_examples) of the run: the training files mixed, and the eval files or,
+    without them, the `eval_split` held out of the mix (the same rows on every call)."""
     data = cfg.data
     limits = image_limits(cfg.vl)
     train_examples = mix(_load(data.train, data.skip_invalid, log, cfg.method, "data.train", limits), cfg.optim.seed)
@@ -70,6 +70,14 @@ def build_datasets(cfg, tokenizer, log=print, processor=None):
         rng.shuffle(shuffled)
         held_out = max(1, int(len(shuffled) * data.eval_split))
         eval_examples, train_examples = shuffled[:held_out], shuffled[held_out:]
+    return train_examples, eval_examples
+
+
+def build_datasets(cfg, tokenizer, log=print, processor=None):
+    """(train_features, eval_features) for the run's method; eval_features may be empty. With an
+    image `processor` (a VL model's), SFT rows are encoded with their images."""
+    data = cfg.data
+    train_examples, eval_examples = split_examples(cfg, log)
 
     def encode(examples, what):
         if cfg.method == "dpo":

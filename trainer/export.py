@@ -7,7 +7,8 @@ resampler merge like the language model's, in the model's own layout (paddleform
 linear weights transposed and transposes them back on load, so adding an adapter to the stored
 tensors would be wrong), and the export holds exactly the base's tensor names. For a full
 fine-tuning job the output already is such a checkpoint and is copied. The export directory
-appears only once complete (written under a temporary name).
+appears only once complete (written under a temporary name). A quantized export is
+trainer.quant_export's.
 """
 
 from __future__ import annotations
@@ -61,17 +62,26 @@ def cast_for_storage(model, dtype: str) -> None:
                     layer._transform(parameter, None, dtype, None)  # in place, as Layer.to casts
 
 
-def export(job_dir: Path, merge: bool = True, out_dir: Path | None = None) -> Path:
+def check_job(job_dir: Path, merge: bool, quantized: bool = False) -> tuple[JobPaths, bool]:
+    """(the job's paths, whether its output is a LoRA adapter) of a job that can be exported."""
     paths = JobPaths(job_dir)
     status = read_status(job_dir)
     if status.get("state") != COMPLETED:
         raise ExportError(f"job {job_dir} is {status.get('state', 'unknown')}, not completed; nothing to export")
     if not paths.output.is_dir():
         raise ExportError(f"job {job_dir} has no output directory")
-    out_dir = Path(out_dir) if out_dir else paths.export
     adapter = is_adapter(paths.output)
     if adapter and not merge:
+        if quantized:
+            raise ExportError("this job produced a LoRA adapter, and a quantized checkpoint is made of the merged "
+                              "weights: add --merge")
         raise ExportError("this job produced a LoRA adapter; pass --merge to write a self-contained model")
+    return paths, adapter
+
+
+def export(job_dir: Path, merge: bool = True, out_dir: Path | None = None) -> Path:
+    paths, adapter = check_job(job_dir, merge)
+    out_dir = Path(out_dir) if out_dir else paths.export
     with staged(out_dir) as staging:
         if adapter:
             write_merged(paths.output, staging)

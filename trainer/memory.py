@@ -68,7 +68,9 @@ def training(cfg: RunConfig, config: dict) -> Training:
         expert_parallel=cfg.gpu.expert_parallel_degree if gpu else 1,
         sharding_stage=SHARDING_STAGES[cfg.gpu.sharding] if gpu and grid.sharding > 1 else 0,
         sharding_degree=grid.sharding if gpu else 1,
-        recompute=gpu and cfg.gpu.recompute, offload_optimizer=gpu and cfg.gpu.offload_optimizer)
+        recompute=gpu and cfg.gpu.recompute, offload_optimizer=gpu and cfg.gpu.offload_optimizer,
+        base_quant=cfg.finetuning.base_quant if lora else "none",
+        base_quant_group_size=cfg.finetuning.base_quant_group_size)
 
 
 def estimate_run(cfg: RunConfig, workdir: Path | None = None) -> Estimate:

@@ -7,8 +7,8 @@ while `.key` and `.fields` let the web UI show it in the chosen language (`Messa
 Fields hold what is not translated (keys, file names, values, numbers, library error text) or a
 nested Message (a described value, a role); a list field is shown one item a line. `to_json` and
 `from_json` carry a message through `trainer data check --json` and the UI's stored reports.
-The data checks' entries are in trainer/data/messages.py, merged into CATALOGUE here. Imports
-nothing else of the project.
+The data checks' entries are in trainer/data/messages.py and a quantized export's report's in
+trainer/export_messages.py, merged into CATALOGUE here. Imports nothing else of the project.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainer.data.messages import DATA_MESSAGES
+from trainer.export_messages import EXPORT_MESSAGES
 
 LANGUAGES = ("en", "zh")
 
@@ -198,6 +199,27 @@ CATALOGUE: dict[str, dict[str, str]] = {
                               "没有可训练的部分"),
     "vl-pixels-order": _m("{key}: {low} is above vl.max_pixels {high}", "{key}：{low} 大于 vl.max_pixels {high}"),
     "model-unusable": _m("{key}: {reason}", "{key}：{reason}"),
+    # -- LoRA on a quantized base (trainer/quantized_base.py)
+    "base-quant-full": _m("{key}: {width} holds the frozen base in low bit, and full fine-tuning updates every base "
+                          "weight, which a quantized base no longer has in full precision; use finetuning.type lora, "
+                          "or fine-tune in full precision and quantize the result at export",
+                          "{key}：{width} 以低比特保存冻结的基座，而全量微调要更新基座的每个权重，量化后的基座已没有"
+                          "这些全精度权重；请使用 finetuning.type lora，或以全精度微调后在导出时量化"),
+    "base-quant-tensor-parallel": _m("{key}: a quantized base needs gpu.tensor_parallel_degree 1 (its layers are not "
+                                     "split across GPUs), got {tensor}; spread the model with pipeline parallelism "
+                                     "or sharding instead",
+                                     "{key}：量化基座要求 gpu.tensor_parallel_degree 为 1（其各层不在多块 GPU 之间切分），"
+                                     "实际为 {tensor}；请改用流水线并行或分片来分布模型"),
+    "base-quant-group-size": _m("{key}: group size {group} does not divide the {rows} input rows of layer {layer} "
+                                "(shape [{rows}, {cols}]); every quantized layer's input rows must divide by it; use "
+                                "-1 (one scale per output channel)",
+                                "{key}：分组大小 {group} 不能整除层 {layer}（形状 [{rows}, {cols}]）的 {rows} 个输入行；"
+                                "每个量化层的输入行数都必须能被它整除；请使用 -1（每个输出通道一个缩放因子）"),
+    "model-quantized": _m("{key}: {path} is a quantized checkpoint ({width}); training needs the full-precision "
+                          "weights: train on the full-precision checkpoint it was made from, with "
+                          "finetuning.base_quant {width} to hold that base in low bit",
+                          "{key}：{path} 是量化检查点（{width}）；训练需要全精度权重：请在它所源自的全精度检查点上训练，"
+                          "并设 finetuning.base_quant 为 {width}，以低比特保存该基座"),
     "import-note-gpu-layout": _m("ERNIEKit takes its GPUs from CUDA_VISIBLE_DEVICES, not from the file; its degrees "
                                  "(tensor {tensor} x pipeline {pipeline} x sharding {sharding}) need {n} processes, "
                                  "so devices.nproc is {nproc} on GPUs {ids}; change them to the GPUs you train on",
@@ -292,7 +314,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
                                     "{precision} 需要 GPU；此次 cpu 运行的精度设为 fp32"),
 }
 
-CATALOGUE.update({key: _m(en, zh) for key, (en, zh) in DATA_MESSAGES.items()})
+CATALOGUE.update({key: _m(en, zh) for key, (en, zh) in {**DATA_MESSAGES, **EXPORT_MESSAGES}.items()})
 _JSON_ERRORS = {CATALOGUE[key]["en"]: key for key in CATALOGUE if key.startswith("json-")}
 
 

@@ -13,7 +13,8 @@ from typing import Any
 from models.checkpoints import VISION_MODEL_TYPES, ModelNotFound, adapter_base, check_checkpoint_dir, is_adapter
 from models.registry import MODELS, resolve_model_dir
 from plumbing.paddle_build import installed_build
-from trainer import parallel
+from models.tiny import MODEL_CONFIGS
+from trainer import parallel, quantized_base
 from trainer.messages import Message
 from trainer.schema import field_spec
 
@@ -41,14 +42,17 @@ def model_problems(v: dict[str, Any]) -> list[tuple[str, Message]]:
         return []  # the cross-field rules name the empty field
     spec = MODELS.get(name)
     config: dict | None = None
+    directory: Path | None = None
     if spec is None or not spec.builtin:
         try:
-            config = check_checkpoint_dir(_checkpoint_dir(name))
+            directory = _checkpoint_dir(name)
+            config = check_checkpoint_dir(directory)
         except ModelNotFound as exc:
             return [(key, Message("model-unusable", key=key, reason=str(exc)))]
     moe = ("moe" in config.get("model_type", "")) if config else (spec.kind != "dense" if spec else None)
     vision = config.get("model_type") in VISION_MODEL_TYPES if config else spec.kind == "vl-moe"
-    return vl_problems(v, name, vision) + parallel.model_problems(v, config, moe)
+    quant = quantized_base.model_problems(v, directory, config or MODEL_CONFIGS[spec.name])
+    return vl_problems(v, name, vision) + parallel.model_problems(v, config, moe) + quant
 
 
 VL_TRAINING_OPTIONS = ("vl.freeze_vision", "vl.freeze_adapter", "vl.freeze_lm", "vl.vision_lr_ratio")

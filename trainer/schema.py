@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from models.chat_template import TEMPLATES
 from models.image_facts import DEFAULT_MIN_PIXELS, FACTOR
+from models.quant_spec import GROUP_SIZES, WIDTHS
 from trainer.data.formats import FORMATS
 
 DATA_FORMATS = ("auto", *FORMATS)
@@ -88,6 +89,17 @@ class FinetuningSection:
     type: str = _opt("lora", "Train low-rank adapters (lora) or every weight (full).",
                      label="Fine-tuning type", choices=("lora", "full"))
     lora: LoraSection = field(default_factory=LoraSection)
+    base_quant: str = _opt("none", "Hold the frozen base model in low bit while the adapters train in full "
+                           "precision: wint8 (int8 weights), wint4 (int4) or wint4/8 (ERNIEKit's WINT8MIX: int4 "
+                           "for the routed experts, int8 for the other linear layers). Embeddings, output head, "
+                           "router and norms stay in full precision; the base is loaded in full precision first, "
+                           "then quantized. The adapter also applies to the full-precision base. LoRA only; needs "
+                           "gpu.tensor_parallel_degree 1.", label="Quantized base", choices=("none", *WIDTHS),
+                           depends_on=("finetuning.type", "lora"))
+    base_quant_group_size: int = _opt(-1, "Scales of the quantized base: -1 = one scale per output channel; 64 or "
+                                      "128 = one per that many input rows of each channel (finer, must divide "
+                                      "every quantized layer's input rows).", label="Quantized base group size",
+                                      choices=GROUP_SIZES, advanced=True, depends_on=("finetuning.type", "lora"))
 
 
 @dataclass

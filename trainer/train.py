@@ -22,6 +22,7 @@ from models.checkpoints import (
     ModelNotFound, carry_config_keys, copy_tokenizer_files, is_adapter, publish, remove_save_leftovers, staged,
     staging_dir, write_adapter_info,
 )
+from models.quant_spec import QuantError
 from plumbing.files import atomic_write_text
 from trainer.config import ConfigError, RunConfig
 from trainer.data.readers import DataError
@@ -31,6 +32,7 @@ from trainer.jobfiles import (
 )
 from trainer.parallel import model_config_overrides, uses_model_parallelism
 from trainer.parallel import training_arguments as parallel_training_arguments
+from trainer.quantized_base import quantize_base
 
 
 
@@ -194,6 +196,7 @@ def build_model(cfg: RunConfig, model_dir: Path, dtype: str, parallel_args=None)
     if carried_layers(model):
         log(f"model: its {carried_layers(model)} multi-token-prediction layer(s) are carried through unchanged "
             "(frozen, no adapters; see docs/real_models.md)")
+    quantize_base(cfg.finetuning.base_quant, cfg.finetuning.base_quant_group_size, model, log)
     return model
 
 
@@ -529,7 +532,7 @@ def run(cfg: RunConfig, job_dir: Path, resume: bool = False) -> int:
     try:
         state = train(cfg, paths, resume, stop)
     except Exception as exc:  # every failure must reach status.json with its message
-        if isinstance(exc, (ConfigError, ModelNotFound, DataError, TokenizationError)):
+        if isinstance(exc, (ConfigError, ModelNotFound, DataError, TokenizationError, QuantError)):
             # a refusal that names its reason; where in the code it was raised tells the user nothing
             print(f"[studio] {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         else:

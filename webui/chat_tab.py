@@ -26,7 +26,7 @@ import gradio as gr
 from models.chat_client import ChatError, Delta, side_by_side_batches
 from webui.chat_attachments import Refused, api_content, check_attachments, user_message
 from webui.context import StudioContext
-from webui.i18n import DEFAULT_LANG, Phrase, said, t
+from webui.i18n import DEFAULT_LANG, Phrase, both, said, t
 from webui.model_servers import list_checkpoints
 
 SIDES = ("a", "b")
@@ -145,9 +145,22 @@ def describe(ctx: StudioContext, checkpoint: str) -> str:
         card = client.model_card()
     except ChatError as exc:  # the server died since the liveness check
         return said("msg-chat-failed", error=str(exc))
-    return said("msg-chat-loaded-vision" if card.get("vision") else "msg-chat-loaded",
-                context=card.get("max_model_len", "?"),
-                thinking=Phrase("msg-chat-yes" if card.get("thinking") else "msg-chat-no"))
+    phrases = [Phrase("msg-chat-loaded-vision" if card.get("vision") else "msg-chat-loaded",
+                      {"context": card.get("max_model_len", "?"),
+                       "thinking": Phrase("msg-chat-yes" if card.get("thinking") else "msg-chat-no")})]
+    quant = card.get("quantization")
+    if quant:
+        phrases.append(quantization_phrase(quant))
+    return both(lambda lang: " ".join(phrase.text(lang) for phrase in phrases))
+
+
+def quantization_phrase(quant: dict) -> Phrase:
+    """What a model card's `quantization` says, as a sentence of the status under the picker."""
+    group = quant.get("group_size", -1)
+    return Phrase("msg-chat-quantized", {
+        "width": quant.get("width"), "bits": Phrase(f"msg-quant-bits-{quant.get('width')}"),
+        "scales": Phrase("msg-quant-channel") if group == -1 else Phrase("msg-quant-group", {"size": group}),
+        "kernel": Phrase("msg-quant-fused" if quant.get("kernel") == "fused" else "msg-quant-portable")})
 
 
 def load(ctx: StudioContext, checkpoint: str):

@@ -20,6 +20,14 @@ FIELD_ZH: dict[str, tuple[str, str]] = {
                                                       "up_gate_proj、down_proj 等）；all-linear 表示所有线性层。"
                                                       "可用逗号分隔。"),
     "finetuning.lora.rslora": ("rsLoRA", "秩稳定的 LoRA 缩放（alpha / sqrt(r)）。"),
+    "finetuning.base_quant": ("量化基座", "训练时把冻结的基座模型以低比特保存，适配器仍以全精度训练：wint8（int8 权重）、"
+                                         "wint4（int4）或 wint4/8（ERNIEKit 的 WINT8MIX：路由专家用 int4，其余线性层用 "
+                                         "int8）。词嵌入、输出头、路由和归一化层保持全精度；基座先以全精度加载，再量化。"
+                                         "训练出的适配器同样适用于全精度基座。仅用于 LoRA；需要 "
+                                         "gpu.tensor_parallel_degree 为 1。"),
+    "finetuning.base_quant_group_size": ("量化基座分组大小", "量化基座的缩放因子：-1 表示每个输出通道一个缩放因子；"
+                                                           "64 或 128 表示每个通道每这么多输入行一个（更精细，"
+                                                           "必须整除每个量化层的输入行数）。"),
     "dpo.beta": ("DPO beta", "DPO 的 beta：策略可以偏离参考模型多远。"),
     "dpo.loss_type": ("DPO 损失", "DPO 损失函数。"),
     "vl.freeze_vision": ("冻结视觉编码器", "保持视觉编码器（ViT）的权重不变（LoRA 时不在其上加适配器）。仅适用于视觉语言模型。"),

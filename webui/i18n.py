@@ -23,6 +23,7 @@ from trainer.messages import Message
 from webui.field_texts import ENTRY_ZH, FIELD_ZH, GROUPS
 from webui.chat_texts import CHAT_TEXTS
 from webui.data_texts import DATA_TEXTS
+from webui.export_texts import EXPORT_TEXTS
 from webui.fit_texts import FIT_TEXTS
 
 LANGUAGES = {"en": "English", "zh": "中文"}
@@ -64,6 +65,7 @@ def _plot(en: str, en_x: str, en_y: str, zh: str, zh_x: str, zh_y: str) -> dict:
 CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     **FIT_TEXTS,  # the Train tab's memory estimate (webui.fit_panel)
     **DATA_TEXTS,  # the Data tab's image datasets
+    **EXPORT_TEXTS,  # the Export tab's quantization and FastDeploy command
     **{key: _m(en, zh) for key, (en, zh) in CHAT_TEXTS.items()},  # the Chat tab's images
     "app-title": _v("# ERNIE Studio\nFine-tune ERNIE 4.5 models: upload data, train, watch, export.",
                     "# ERNIE Studio\n微调 ERNIE 4.5 模型：上传数据、训练、监控、导出。"),
@@ -101,6 +103,14 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "msg-chat-pick": _m("Pick a checkpoint first.", "请先选择检查点。"),
     "msg-chat-loading": _m("Loading… (a model server process starts)", "加载中……（正在启动模型服务进程）"),
     "msg-chat-loaded": _m("Loaded: context {context} tokens; thinking: {thinking}.", "已加载：上下文 {context} 个词元；思考模式：{thinking}。"),
+    "msg-chat-quantized": _m("Weights: {width} ({bits}), {scales}; {kernel}.", "权重：{width}（{bits}），{scales}；{kernel}。"),
+    "msg-quant-bits-wint8": _m("int8", "int8"),
+    "msg-quant-bits-wint4": _m("int4", "int4"),
+    "msg-quant-bits-wint4/8": _m("int4 experts, int8 elsewhere", "专家 int4，其余 int8"),
+    "msg-quant-channel": _m("one scale per output channel", "每个输出通道一个缩放因子"),
+    "msg-quant-group": _m("one scale per {size} input rows", "每 {size} 个输入行一个缩放因子"),
+    "msg-quant-fused": _m("fused GPU kernel", "GPU 融合算子"),
+    "msg-quant-portable": _m("dequantized layer by layer (portable)", "逐层反量化（通用路径）"),
     "msg-chat-not-loaded": _m("Not loaded: press Load.", "未加载：请点击“加载”。"),
     "msg-chat-load-failed": _m("Could not load it: {error}", "加载失败：{error}"),
     "msg-chat-failed": _m("The model server failed: {error}", "模型服务出错：{error}"),
@@ -205,9 +215,10 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "jobs-download": _v("⬇ Download the zip", "⬇ 下载 zip"),
     # -- export
     "export-intro": _v("Merge a finished job's LoRA adapter into its base model (or copy a fully fine-tuned "
-                       "model) and write a self-contained checkpoint: safetensors, config and tokenizer.",
+                       "model) and write a self-contained checkpoint: safetensors, config and tokenizer; "
+                       "quantized to int8/int4 if you choose, with what that costs measured on the job's data.",
                        "将已完成任务的 LoRA 适配器合并到基础模型（全量微调则直接复制），写出独立的检查点："
-                       "safetensors、配置和分词器。"),
+                       "safetensors、配置和分词器；可选量化为 int8/int4，并在任务数据上测量其代价。"),
     "export-job": _l("Completed job", "已完成的任务"),
     "export-dir": {"en": {"label": "Output directory", "info": "Empty: the job's export/ folder. A relative path "
                                                                "is inside the workdir.",
@@ -374,6 +385,10 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     "msg-ckpt-base": _m("{name} (base)", "{name}（基座）"),
     "msg-ckpt-output": _m("{title}: output ({kind})", "{title}：输出（{kind}）"),
     "msg-ckpt-export": _m("{title}: export (merged)", "{title}：导出（已合并）"),
+    "msg-ckpt-export-quant": _m("{title}: export (merged, {quant})", "{title}：导出（已合并，{quant}）"),
+    "msg-ckpt-export-in": _m("{title}: export in {path} (merged)", "{title}：导出到 {path}（已合并）"),
+    "msg-ckpt-export-in-quant": _m("{title}: export in {path} (merged, {quant})",
+                                   "{title}：导出到 {path}（已合并，{quant}）"),
     "msg-ckpt-adapter": _m("LoRA adapter", "LoRA 适配器"),
     "msg-ckpt-model": _m("model", "模型"),
     "msg-state-queued": _m("queued", "排队中"),

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.chat_client import ChatClient
-from models.checkpoints import is_adapter
+from models.checkpoints import ModelNotFound, is_adapter, read_model_config
 from models.hub import downloaded_models
+from models.quant_spec import QuantError, quantization_of
 from models.registry import MODELS
 from models.server_process import ModelServer
 from trainer.jobfiles import COMPLETED
 from trainer.jobs import JobStore
+from webui.exports import recorded_export
 from webui.i18n import DEFAULT_LANG, t
 
 
@@ -31,7 +33,9 @@ class Checkpoint:
 
 def list_checkpoints(store: JobStore, workdir: Path, lang: str = DEFAULT_LANG) -> list[Checkpoint]:
     """Built-in models (and real ones placed in WORKDIR/models), the hub models downloaded there,
-    then each completed job's output and export, newest job first; labels in `lang`."""
+    then each completed job's output and exports (its export/ and export-<width>/, and where the
+    Export tab last wrote), newest job first; labels in `lang`, a quantized export's naming its
+    quantization."""
     found = [Checkpoint(spec.name, t("msg-ckpt-base", lang, name=spec.name)) for spec in MODELS.values()
              if spec.builtin or (workdir / "models" / spec.name / "config.json").is_file()]
     found += [Checkpoint(repo_id, t("msg-ckpt-base", lang, name=repo_id)) for repo_id in downloaded_models(workdir)]
@@ -43,9 +47,34 @@ def list_checkpoints(store: JobStore, workdir: Path, lang: str = DEFAULT_LANG) -
         if (output / "config.json").is_file():
             kind = t("msg-ckpt-adapter" if is_adapter(output) else "msg-ckpt-model", lang)
             found.append(Checkpoint(str(output), t("msg-ckpt-output", lang, title=title, kind=kind)))
-        if (export / "config.json").is_file():
-            found.append(Checkpoint(str(export), t("msg-ckpt-export", lang, title=title)))
+        # trainer export writes JOB/export, or JOB/export-<width> when quantized; the Export tab may
+        # have written elsewhere (export.json says where)
+        own = [export] + sorted(path for path in export.parent.glob(f"{export.name}-*")
+                                if path.suffix != ".partial")
+        recorded = recorded_export(job.paths)
+        elsewhere = Path(recorded["out_dir"]) if recorded else None
+        for directory in own + ([elsewhere] if elsewhere and elsewhere not in own else []):
+            if (directory / "config.json").is_file():
+                found.append(Checkpoint(str(directory), export_label(title, directory, directory not in own, lang)))
     return found
+
+
+def export_label(title: str, directory: Path, elsewhere: bool, lang: str) -> str:
+    """An export as the list names it: its quantization, when it has one, and where it is, when
+    that is outside the job's directory."""
+    quant = quantization_label(directory)
+    key = "msg-ckpt-export" + ("-in" if elsewhere else "") + ("-quant" if quant else "")
+    return t(key, lang, title=title, path=directory, quant=quant)
+
+
+def quantization_label(directory: Path) -> str | None:
+    """`wint4/8` (or `wint4 g128`) for a studio-quantized checkpoint; None for full precision, and
+    for a config.json that cannot be read, which the server refuses with the reason when loaded."""
+    try:
+        spec = quantization_of(read_model_config(directory))
+    except (ModelNotFound, QuantError):
+        return None
+    return spec.label if spec else None
 
 
 class LoadedModels:
