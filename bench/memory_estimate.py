@@ -120,22 +120,27 @@ def case_config(model: str, method: str, kind: str, batch: int, data: Path) -> d
     return config
 
 
+def train_measured(job: Path, config: dict, env: dict, overrides: tuple[str, ...] = ()) -> tuple[float, list[dict]]:
+    """`python -m trainer run` of `config` (with `KEY=VALUE` overrides) into the new directory `job`,
+    started as the job launcher starts one: its own peak RSS in MB and its metrics lines."""
+    job.mkdir(parents=True)
+    (job / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    argv = [sys.executable, "-m", "trainer", "run", str(job / "config.yaml"), "--job-dir", str(job), *overrides]
+    with open(job / "train.log", "wb") as log:
+        code, peak_rss = run_with_peak(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT)
+    if code != 0:
+        tail = (job / "train.log").read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise SystemExit(f"{job.name}: trainer exited with {code}:\n{tail}")
+    return peak_rss, [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
 def measure(name: str, config: dict, root: Path, env: dict) -> dict:
     """Train one case; its measured peaks and the estimate for its config."""
     from trainer.config import from_dict
     from trainer.memory import estimate_run
 
-    job = root / "jobs" / name
-    job.mkdir(parents=True)
-    (job / "config.yaml").write_text(yaml.safe_dump(config))
-    with open(job / "train.log", "wb") as log:
-        argv = [sys.executable, "-m", "trainer", "run", str(job / "config.yaml"), "--job-dir", str(job)]
-        code, peak_rss = run_with_peak(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT)
-    if code != 0:
-        tail = (job / "train.log").read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise SystemExit(f"{name}: trainer exited with {code}:\n{tail}")
-    lines = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    peak_rss, lines = train_measured(root / "jobs" / name, config, env)
     tensors = max(line["memory"]["tensors_peak_mb"] for line in lines if "memory" in line)
     found = estimate_run(from_dict(config))
     tensors_estimate = max(found.step, found.saving) / MiB

@@ -50,7 +50,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from plumbing.peak_memory import run_with_peak  # noqa: E402
+from bench.memory_estimate import train_measured  # noqa: E402
 
 MODEL = "ernie-4.5-tiny-moe"
 WIDTHS = ("wint8", "wint4/8", "wint4")
@@ -77,20 +77,11 @@ def ratio(value: float, baseline: float) -> float:
 def train(name: str, root: Path, env: dict, overrides: list[str]) -> dict:
     """Run the SFT-LoRA example with `overrides`; its job directory and its memory peaks."""
     job = root / "jobs" / name
-    job.mkdir(parents=True)
     config = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     for entry in config["data"]["train"]:
         entry["path"] = str(REPO / entry["path"])
-    (job / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    argv = [sys.executable, "-m", "trainer", "run", str(job / "config.yaml"), "--job-dir", str(job), *overrides]
     started = time.perf_counter()
-    with open(job / "train.log", "wb") as log:
-        code, peak_rss = run_with_peak(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT)
-    if code != 0:
-        tail = (job / "train.log").read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise SystemExit(f"{name}: trainer exited with {code}:\n{tail}")
-    lines = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    peak_rss, lines = train_measured(job, config, env, tuple(overrides))
     memory = [line["memory"] for line in lines if "memory" in line]
     print(f"trained {name} ({' '.join(overrides) or 'as shipped'}) in {time.perf_counter() - started:.0f} s: "
           f"peak RSS {peak_rss:.0f} MB", flush=True)

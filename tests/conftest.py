@@ -114,6 +114,20 @@ def run_trainer(config: dict, job_dir: Path, *extra: str, timeout: int = 400) ->
     )
 
 
+
+def run_as_written_elsewhere(cfg, job_dir: Path) -> subprocess.CompletedProcess:
+    """`trainer.train.run` in a fresh process on `cfg` as a config written for another machine reaches
+    it: validated without this machine's checks, so what only the run finds is found there."""
+    from trainer.config import dump_yaml
+
+    config_file = job_dir.parent / f"{job_dir.name}.yaml"
+    dump_yaml(cfg, config_file)
+    code = ("import sys; from pathlib import Path; from trainer.config import from_dict, read_yaml_mapping; "
+            "from trainer.train import run; "
+            f"sys.exit(run(from_dict(read_yaml_mapping({str(config_file)!r}), local=False), Path({str(job_dir)!r})))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
 def read_metrics(job_dir: Path) -> list[dict]:
     path = job_dir / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

@@ -15,7 +15,7 @@ import yaml
 
 from models.registry import MODELS
 from plumbing.paddle_build import PaddleBuild, installed_build, read_build
-from tests.conftest import ROOT, SAMPLE_SFT
+from tests.conftest import ROOT, SAMPLE_SFT, run_as_written_elsewhere
 from trainer import config as C
 from trainer import erniekit_import as E
 from trainer.parallel import model_config_overrides, training_arguments
@@ -231,12 +231,7 @@ def test_a_refusal_found_while_training_is_one_line_not_a_traceback(tmp_path, ti
     (model / "config.json").write_text(json.dumps({**json.loads((model / "config.json").read_text()),
                                                    "model_type": "llama"}))
     job = tmp_path / "job"
-    C.dump_yaml(cfg, tmp_path / "run.yaml")
-    code = ("import sys; from pathlib import Path; from trainer.config import from_dict, read_yaml_mapping; "
-            "from trainer.train import run; "
-            f"sys.exit(run(from_dict(read_yaml_mapping({str(tmp_path / 'run.yaml')!r}), local=False), "
-            f"Path({str(job)!r})))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = run_as_written_elsewhere(cfg, job)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
     assert "[studio] ModelNotFound:" in result.stderr and "'llama'" in result.stderr

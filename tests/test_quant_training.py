@@ -7,15 +7,13 @@ and one found only while the job starts is a one-line job error."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from safetensors import safe_open
 
 from models.checkpoints import adapter_base, read_model_config
 from models.quant_spec import QuantSpec, is_studio_quantized
-from tests.conftest import ROOT, example_config, exact_answer_rate, run_trainer
+from tests.conftest import example_config, exact_answer_rate, run_as_written_elsewhere, run_trainer
 from trainer import config as C
 
 BASE = {"finetuning.base_quant": "wint4/8"}
@@ -106,13 +104,8 @@ def test_a_layer_refused_only_when_the_job_starts_is_one_line_not_a_traceback(tm
     """Validated without the machine's checks (as a config written for another machine is), the
     group size reaches quantize_model, which names the layer before replacing any."""
     cfg = C.from_dict(with_({**BASE, "finetuning.base_quant_group_size": 64, "optim.max_steps": 1}), local=False)
-    C.dump_yaml(cfg, tmp_path / "run.yaml")
     job = tmp_path / "job"
-    code = ("import sys; from pathlib import Path; from trainer.config import from_dict, read_yaml_mapping; "
-            "from trainer.train import run; "
-            f"sys.exit(run(from_dict(read_yaml_mapping({str(tmp_path / 'run.yaml')!r}), local=False), "
-            f"Path({str(job)!r})))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = run_as_written_elsewhere(cfg, job)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
     assert "[studio] QuantError: finetuning.base_quant_group_size: layer " in result.stderr
