@@ -134,6 +134,14 @@ TABLE = {
         Row("allocator peak MB of the same (tensors only)", "training.wint4/8.tensors_peak_mb",
             "training.full.tensors_peak_mb", "training.wint4/8.tensors_peak_ratio"),
     ],
+    "eval_throughput": [
+        Row("requests/s, 8 requests of 64 tokens to `models.serve` (tiny MoE): 8 concurrent clients / one after "
+            "another", "server.concurrent_requests_per_s", "server.sequential_requests_per_s", "server.speedup",
+            "server.target", ">="),
+        Row("prompts/s, 64 sample prompts x 64 new tokens in-process: `reply_batch` / `ChatEngine.reply` each",
+            "reply_batch.batched_prompts_per_s", "reply_batch.alone_prompts_per_s", "reply_batch.speedup",
+            "reply_batch.target", ">="),
+    ],
     "memory_estimate": [
         *(Row(f"MB at the peak, {label}: memory estimate / measured peak RSS of `trainer run`", f"{case}.estimate_mb",
               f"{case}.peak_rss_mb", f"{case}.ratio")

@@ -4,8 +4,10 @@ stop strings, thinking split, and streaming deltas that never break a character.
 `ChatEngine.load` takes what `models.loader.load_checkpoint` takes: a registry name, a checkpoint
 or exported directory, or a LoRA adapter (applied on its base, unmerged). `prepare` fits a
 conversation into the context (refusing, or dropping the oldest turns when asked), and `stream`
-yields `Chunk`s, the last one carrying the finish reason and token counts. One engine serves one
-request at a time; `models.serve` queues requests in front of it.
+yields `Chunk`s, the last one carrying the finish reason and token counts. `TokenPicker` (one
+sequence's sampling) and `ReplyText` (one reply's ids to chunks) are shared with
+`models.batch_generate`, which decodes several prompts together on one engine; `models.serve`
+queues requests in front of both.
 """
 
 from __future__ import annotations
@@ -81,6 +83,56 @@ def pick_token(logits: np.ndarray, params: SamplingParams, rng: np.random.Genera
         kept[keep] = probs[keep]
         probs = kept / kept.sum()
     return int(rng.choice(probs.size, p=probs))
+
+
+class TokenPicker:
+    """One sequence's sampling state (its random generator, the tokens its repetition penalty sees)
+    and the tokens it may never write; called with each step's last-position logits."""
+
+    def __init__(self, prompt_ids: list[int], params: SamplingParams, unwritable: list[int]):
+        self.params, self.unwritable = params, unwritable
+        self.rng = np.random.default_rng(params.seed)
+        self.seen = np.unique(np.asarray(prompt_ids, dtype=np.int64))
+
+    def __call__(self, logits: np.ndarray) -> int:
+        logits[self.unwritable] = -np.inf
+        token = pick_token(logits, self.params, self.rng, self.seen)
+        if self.params.repetition_penalty != 1.0:
+            self.seen = np.union1d(self.seen, [token])
+        return token
+
+
+class ReplyText:
+    """One reply's generated ids as `Chunk`s: end-of-turn ids and stop strings end it (`finish`
+    becomes "stop"), `<think>` reasoning is split off, generated tokens are counted; `end` gives
+    the last chunk, with what was held back."""
+
+    def __init__(self, engine: "ChatEngine", prompt: Prompt, params: SamplingParams):
+        self.detokenizer = IncrementalDetokenizer(engine.tokenizer)
+        self.stops = StopScanner(list(params.stop) + engine.stop_markers)
+        self.splitter = ReasoningSplitter(enabled=prompt.thinking, opened=prompt.text.rstrip().endswith(THINK_OPEN))
+        self.stop_ids = set() if params.ignore_eos else engine.stop_ids
+        self.prompt_tokens = len(prompt.ids)
+        self.generated = 0
+        self.finish: str | None = None
+
+    def feed(self, token: int) -> Chunk | None:
+        """The text `token` completes (None when there is none); sets `finish` when the reply ends."""
+        if token in self.stop_ids:
+            self.finish = "stop"
+            return None
+        self.generated += 1
+        reasoning, content = self.splitter.feed(self.stops.feed(self.detokenizer.add(token)))
+        if self.stops.stopped:
+            self.finish = "stop"
+        return Chunk(reasoning, content) if reasoning or content else None
+
+    def end(self, finish: str) -> Chunk:
+        """The last chunk; its finish reason is "stop" if the reply stopped itself, else `finish`."""
+        tail = "" if self.stops.stopped else self.stops.feed(self.detokenizer.flush(), final=True)
+        reasoning, content = self.splitter.feed(tail, final=True)
+        return Chunk(reasoning, content, finish_reason=self.finish or finish, prompt_tokens=self.prompt_tokens,
+                     completion_tokens=self.generated)
 
 
 class ChatEngine:
@@ -203,8 +255,7 @@ class ChatEngine:
 
         from models.vl_inputs import next_token_inputs, prompt_inputs
 
-        rng = np.random.default_rng(params.seed)
-        seen = np.unique(np.asarray(prompt_ids, dtype=np.int64))
+        picker = TokenPicker(prompt_ids, params, self.unwritable)
         sequence = list(prompt_ids)
         cache = None
         with paddle.no_grad():
@@ -230,11 +281,7 @@ class ChatEngine:
                     cache = out.past_key_values
                 else:
                     out = self.model(paddle.to_tensor([sequence], dtype="int64"), use_cache=False, return_dict=True)
-                logits = out.logits[0, -1].astype("float32").numpy()
-                logits[self.unwritable] = -np.inf
-                token = pick_token(logits, params, rng, seen)
-                if params.repetition_penalty != 1.0:
-                    seen = np.union1d(seen, [token])
+                token = picker(out.logits[0, -1].astype("float32").numpy())
                 sequence.append(token)
                 yield token
 
@@ -242,29 +289,18 @@ class ChatEngine:
                use_cache: bool = True) -> Iterator[Chunk]:
         """Stream the reply to `prompt`; the last chunk has `finish_reason` ("stop", "length" or
         "cancelled") and the token counts."""
-        detokenizer = IncrementalDetokenizer(self.tokenizer)
-        stops = StopScanner(list(params.stop) + self.stop_markers)
-        splitter = ReasoningSplitter(enabled=prompt.thinking, opened=prompt.text.rstrip().endswith(THINK_OPEN))
-        generated = 0
+        reply = ReplyText(self, prompt, params)
         finish = "length"
         for token in self.generate_ids(prompt.ids, params, prompt.max_new_tokens, use_cache, prompt.vision):
-            if token in self.stop_ids and not params.ignore_eos:
-                finish = "stop"
-                break
-            generated += 1
-            reasoning, content = splitter.feed(stops.feed(detokenizer.add(token)))
-            if reasoning or content:
-                yield Chunk(reasoning, content)
-            if stops.stopped:
-                finish = "stop"
+            chunk = reply.feed(token)
+            if chunk is not None:
+                yield chunk
+            if reply.finish:
                 break
             if cancelled():
                 finish = "cancelled"
                 break
-        tail = "" if stops.stopped else stops.feed(detokenizer.flush(), final=True)
-        reasoning, content = splitter.feed(tail, final=True)
-        yield Chunk(reasoning, content, finish_reason=finish, prompt_tokens=len(prompt.ids),
-                    completion_tokens=generated)
+        yield reply.end(finish)
 
     def reply(self, messages: list[dict], params: SamplingParams | None = None, **prepare_args) -> tuple[str, str]:
         """The whole (reasoning, answer) for a conversation; a convenience over `prepare` + `stream`."""

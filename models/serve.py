@@ -7,9 +7,12 @@ fails to load ends the process with status 1, and bad arguments (a model path, a
 non-loopback host without --allow-remote) are refused before anything is loaded (status 2).
 SIGTERM stops the generation under way at its next token and ends the process.
 
-Requests are queued for one generation thread, so concurrent requests are answered one after
-another and never mixed. The server binds loopback unless told otherwise; one that takes remote
-clients (--allow-remote on another host) reads no local image files a request names.
+Requests are queued for one generation thread, which decodes a text model's requests in batches
+(`models.batch_generate`; `--max-num-seqs` rows at most): a request that arrives while a batch is
+decoding joins it at the next step, and each reply is the one it would get alone. A VL model's
+requests are answered one after another. The server binds loopback unless told otherwise; one
+that takes remote clients (--allow-remote on another host) reads no local image files a request
+names.
 """
 
 from __future__ import annotations
@@ -44,12 +47,16 @@ class Generation:
 
 
 class ModelHost:
-    """Holds the engine and runs generations one at a time, all on one thread: paddle keeps its
-    execution mode per thread, and one owner thread keeps the model's state simple."""
+    """Holds the engine and runs every generation on one thread: paddle keeps its execution mode
+    per thread, and one owner thread keeps the model's state simple. A text model decodes requests
+    in batches (`models.batch_generate`): the requests waiting when a step starts join the batch,
+    up to `max_num_seqs` rows, and each leaves it when its reply ends. A VL model answers one
+    request after another."""
 
-    def __init__(self, name: str, local_files: bool = True):
+    def __init__(self, name: str, local_files: bool = True, max_num_seqs: int = 8):
         self.name = name
         self.local_files = local_files  # whether requests may name local image files
+        self.max_num_seqs = max_num_seqs
         self.state = "loading"
         self.engine = None
         self.created = int(time.time())
@@ -58,36 +65,91 @@ class ModelHost:
 
     def run(self, load) -> None:
         """Load the engine, then serve the queue forever (the model thread's body)."""
+        from models.batch_generate import unbatchable
+
         self.engine = load()
         self.state = "ready"
-        self._work()
+        alone = unbatchable(self.engine)
+        if alone:
+            print(f"{alone}: requests are answered one after another", file=sys.stderr, flush=True)
+            while True:
+                self._answer_alone(self.pending.get())
+        self._decode_batches()
 
     def submit(self, request: ChatRequest) -> Generation:
         generation = Generation(request)
         self.pending.put(generation)
         return generation
 
-    def _work(self) -> None:
+    def _prepare(self, generation: Generation):
+        """The request's prompt, announced to the HTTP side; None when the request is refused."""
+        request = generation.request
+        try:
+            prompt = self.engine.prepare(request.messages, request.sampling.max_tokens, request.thinking,
+                                         request.truncation, images=request.loaded_images)
+        except RequestError as exc:
+            generation.events.put(("error", exc))
+            return None
+        generation.events.put(("prompt", prompt))
+        return prompt
+
+    def _answer_alone(self, generation: Generation) -> None:
+        if generation.cancelled.is_set():
+            return
+        try:
+            prompt = self._prepare(generation)
+            if prompt is None:
+                return
+            for chunk in self.engine.stream(prompt, generation.request.sampling, partial(self._cancelled, generation)):
+                self._deliver(generation, chunk)
+        except Exception as exc:  # a failed generation must not take the server down with it
+            traceback.print_exc()
+            generation.events.put(("error", _failure(exc)))
+
+    def _decode_batches(self) -> None:
+        """Serve the queue in batches: before every step the requests waiting join (as many as
+        there is room for), prefilled one by one; a finished or cancelled row leaves at once."""
+        from models.batch_generate import BatchDecoder
+
+        decoder = BatchDecoder(self.engine, self.max_num_seqs)
         while True:
-            generation = self.pending.get()
-            if generation.cancelled.is_set():
-                continue
-            request = generation.request
+            joining = [] if decoder.rows else [self.pending.get()]
+            while len(joining) < decoder.room():
+                try:
+                    joining.append(self.pending.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                prompt = self.engine.prepare(request.messages, request.sampling.max_tokens, request.thinking,
-                                             request.truncation, images=request.loaded_images)
-                generation.events.put(("prompt", prompt))
-                for chunk in self.engine.stream(prompt, request.sampling, partial(self._cancelled, generation)):
-                    generation.events.put(("chunk", chunk))
-                if chunk.finish_reason == "cancelled":
-                    print(f"generation cancelled by the client after {chunk.completion_tokens} tokens",
+                joined = 0
+                for generation in joining:
+                    if generation.cancelled.is_set():
+                        continue
+                    prompt = self._prepare(generation)
+                    if prompt is not None:
+                        joined += 1
+                        sampling = generation.request.sampling
+                        for row, chunk in decoder.add(prompt, sampling, generation,
+                                                      partial(self._cancelled, generation)):
+                            self._deliver(row, chunk)
+                if joined and len(decoder) > 1:
+                    # the evidence of batching that tests and users read in the log
+                    print(f"batch: {len(decoder)} requests decoding together ({joined} joined)",
                           file=sys.stderr, flush=True)
-            except RequestError as exc:
-                generation.events.put(("error", exc))
-            except Exception as exc:  # a failed generation must not take the server down with it
+                for row, chunk in decoder.step():
+                    self._deliver(row, chunk)
+            except Exception as exc:  # a failed step fails the batch under way, not the server
                 traceback.print_exc()
-                generation.events.put(("error", RequestError(f"generation failed: {exc}", status=500,
-                                                             type_="server_error")))
+                failed = {id(g): g for g in [*(row.key for row in decoder.rows), *joining]}
+                for generation in failed.values():
+                    generation.events.put(("error", _failure(exc)))
+                decoder = BatchDecoder(self.engine, self.max_num_seqs)
+
+    @staticmethod
+    def _deliver(generation: Generation, chunk) -> None:
+        generation.events.put(("chunk", chunk))
+        if chunk.finish_reason == "cancelled":
+            print(f"generation cancelled by the client after {chunk.completion_tokens} tokens",
+                  file=sys.stderr, flush=True)
 
     def _cancelled(self, generation: Generation) -> bool:
         return generation.cancelled.is_set() or self.stopping.is_set()
@@ -101,6 +163,10 @@ class ModelHost:
                         vision=self.engine.image_processor is not None,
                         quantization=self.engine.quantization_card())
         return card
+
+
+def _failure(exc: Exception) -> RequestError:
+    return RequestError(f"generation failed: {exc}", status=500, type_="server_error")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -120,6 +186,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-model-len", type=int, help="cap the context below the model's own")
     parser.add_argument("--default-max-tokens", type=int, default=512,
                         help="reply length when a request sets no max_tokens")
+    parser.add_argument("--max-num-seqs", type=int, default=8,
+                        help="most requests a text model decodes together (1: one after another)")
     parser.add_argument("--parent-pid", type=int,
                         help="exit when this process ends (the studio that loaded the model)")
     parser.add_argument("--allow-remote", action="store_true",
@@ -138,7 +206,7 @@ def check_arguments(args: argparse.Namespace) -> None:
                          "pass --allow-remote to bind it anyway")
     if args.template != "auto" and args.template not in TEMPLATES:
         raise ValueError(f"--template must be auto or one of {', '.join(TEMPLATES)}, got {args.template!r}")
-    for flag in ("max_model_len", "default_max_tokens"):
+    for flag in ("max_model_len", "default_max_tokens", "max_num_seqs"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
@@ -230,7 +298,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     name = args.served_model_name or args.model
-    host = ModelHost(name, local_files=is_loopback(args.host))
+    host = ModelHost(name, local_files=is_loopback(args.host), max_num_seqs=args.max_num_seqs)
     try:
         sock = listen(args.host, args.port)
     except OSError as exc:
