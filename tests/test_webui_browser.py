@@ -160,11 +160,13 @@ def go(pg, tab: str) -> None:
 
 
 def wait_text(pg, selector: str, text: str, timeout_s: float = 60) -> str:
-    """Wait until the element's text contains `text`; return the text."""
-    pg.wait_for_function(
-        "([sel, text]) => { const e = document.querySelector(sel); return e && e.textContent.includes(text); }",
+    """Wait until the element's text contains `text`; return the text it had then (read in the same
+    look: Gradio may redraw the element between two reads)."""
+    found = pg.wait_for_function(
+        "([sel, text]) => { const e = document.querySelector(sel);"
+        " return e && e.textContent.includes(text) ? e.textContent : null; }",
         arg=[selector, text], timeout=timeout_s * 1000)
-    return pg.locator(selector).text_content()
+    return found.json_value()
 
 
 def set_number(pg, key_id: str, value) -> None:
