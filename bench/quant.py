@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.memory_estimate import train_measured  # noqa: E402
+from plumbing.peak_memory import resident_kib  # noqa: E402
 
 MODEL = "ernie-4.5-tiny-moe"
 WIDTHS = ("wint8", "wint4/8", "wint4")
@@ -170,12 +171,8 @@ def decode_tokens_per_s(models: dict, tokenizer, new_tokens: int, runs: int) -> 
 
 
 def status_mb(pid: int) -> dict:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = round(int(value.split()[0]) / 1024, 1)
-    return {"rss_mb": fields["VmRSS"], "peak_rss_mb": fields["VmHWM"]}
+    fields = resident_kib(pid)
+    return {"rss_mb": round(fields["VmRSS"] / 1024, 1), "peak_rss_mb": round(fields["VmHWM"] / 1024, 1)}
 
 
 def server_memory(checkpoint: Path, env: dict, log: Path, new_tokens: int) -> dict:

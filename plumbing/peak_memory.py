@@ -33,15 +33,31 @@ sys.exit(code if code >= 0 else 128 - code)
 """
 
 
+def resident_kib(pid: int | str = "self") -> dict[str, int]:
+    """A process's resident memory now (`VmRSS`) and at its peak (`VmHWM`), in KiB, from
+    /proc/PID/status (Linux); OSError where there is none."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+def reset_own_peak() -> None:
+    """Start this process's VmHWM afresh from its resident size now (Linux 4.0+; a no-op elsewhere)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+    except OSError:
+        pass
+
+
 def own_peak_rss_mb() -> float:
     """The most memory this process has held resident since it started (since its exec)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        return round(resident_kib()["VmHWM"] / 1024, 1)
+    except (OSError, KeyError):
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def run_with_peak(argv: list[str], **popen_kwargs) -> tuple[int, float]:

@@ -202,28 +202,18 @@ def load_memory(checkpoint) -> dict:
     return json.loads(lines[-1])
 
 
-def _status_bytes(field_name: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) * 1024
-    raise ReportError(f"/proc/self/status has no {field_name}")
-
-
 def _probe(checkpoint: str) -> dict:
     import paddle  # noqa: F401  (imported before the baseline, so only the loading counts)
     import paddleformers.transformers  # noqa: F401
 
     from models.loader import load_checkpoint
 
-    before = _status_bytes("VmRSS")
-    try:  # start the peak from here (Linux 4.0+); without it, the imports' peak may hide a smaller load
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
-            refs.write("5")
-    except OSError:
-        pass
+    from plumbing.peak_memory import resident_kib, reset_own_peak
+
+    before = resident_kib()["VmRSS"] * 1024
+    reset_own_peak()  # the peak from here: the imports' peak may otherwise hide a smaller load
     load_checkpoint(checkpoint)
-    peak = _status_bytes("VmHWM")
+    peak = resident_kib()["VmHWM"] * 1024
     return {"before_bytes": before, "peak_bytes": peak, "increase_bytes": max(0, peak - before)}
 
 
