@@ -173,9 +173,12 @@ def test_a_loaded_config_is_kept_and_shown_against_its_preset(page, studio, tmp_
         page.click("#train-load")
     chooser.value.set_files(str(path))
     wait_text(page, "#train-io_status", "Loaded mine.yaml")
-    # the model changed with the load: that applies no preset over what was loaded
-    status = wait_text(page, "#train-preset_status", "sft-lora (modified)")
-    assert "Learning rate" in status and "LoRA rank" in status and "Max steps" in status
+    # the model changed with the load: that applies no preset over what was loaded. The widgets' own
+    # change events redraw the status on the way to the loaded form, so wait for the form as loaded.
+    status = page.locator("#train-preset_status")
+    wait_until(lambda: all(part in status.text_content() for part in
+                           ("sft-lora (modified)", "Learning rate", "LoRA rank", "Max steps")),
+               60, "the preset status naming the loaded learning rate, rank and max steps")
     # the fields are drawn with the load's own event, and a moment may pass before each shows its value
     wait_until(lambda: field(page, "optim.learning_rate") == "0.0005" and field(page, "finetuning.lora.rank") == "4",
                30, "the loaded learning rate and rank in the form")
