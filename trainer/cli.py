@@ -8,6 +8,7 @@
   config import-erniekit FILE -o OUT.yaml                       convert an ERNIEKit YAML
   data check FILE [--format F] [--model M] [--json]             validate a dataset, token statistics
   model download OWNER/NAME [--hub H] [--revision R]            fetch a hub model into WORKDIR/models
+  eval --model A [--model B ...] --data FILE [-o DIR]           answer a data set with each checkpoint, score it
 
 Heavy imports (paddle) happen inside the commands that need them.
 """
@@ -34,9 +35,17 @@ def _tee_to_log(log_path: Path) -> None:
             return
     except OSError:
         pass
+    import signal
     import subprocess
 
-    tee = subprocess.Popen(["tee", "-a", str(log_path)], stdin=subprocess.PIPE, start_new_session=False)
+    def outlive_stop() -> None:
+        # a Stop (SIGTERM to the group, Ctrl-C in a terminal) must not end tee before the process has
+        # said it stopped: its last lines would break the pipe; tee ends when the process closes it
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    tee = subprocess.Popen(["tee", "-a", str(log_path)], stdin=subprocess.PIPE, start_new_session=False,
+                           preexec_fn=outlive_stop)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(tee.stdin.fileno(), 1)
@@ -290,7 +299,56 @@ def cmd_model(argv: list[str]) -> int:
                    args.hub, args.revision)
 
 
-COMMANDS = {"run": cmd_run, "export": cmd_export, "config": cmd_config, "data": cmd_data, "model": cmd_model}
+def cmd_eval(argv: list[str]) -> int:
+    """`python -m trainer eval`: trainer.evaluate does the work; bad input is refused here, before any loading."""
+    from trainer.evaluate import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, EvalError, EvalPaths, read_rows, run_eval
+
+    parser = argparse.ArgumentParser(prog="python -m trainer eval",
+                                     description="Answer a data set with one or more checkpoints (greedy, in batches) "
+                                                 "and score the answers against the references.")
+    parser.add_argument("--model", action="append", required=True, metavar="M",
+                        help="a built-in name, hub repo id, checkpoint or export directory, LoRA adapter, or job "
+                             "directory (its output); repeat to compare")
+    parser.add_argument("--data", required=True, metavar="FILE", help="JSONL/JSON/CSV/Parquet in a supported format")
+    parser.add_argument("--format", default="auto", help="the data's format (default: detected)")
+    parser.add_argument("-o", "--output", metavar="DIR", help="evaluation directory, new or empty "
+                                                              "(default: a new WORKDIR/evals/<id>)")
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, metavar="N",
+                        help=f"longest answer in tokens (default {DEFAULT_MAX_NEW_TOKENS})")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                        help=f"prompts decoded together (default {DEFAULT_BATCH_SIZE})")
+    args = parser.parse_args(argv)
+    for name, value in (("--max-new-tokens", args.max_new_tokens), ("--batch-size", args.batch_size)):
+        if value < 1:
+            parser.error(f"{name}: expected a positive number of {'tokens' if 'tokens' in name else 'rows'}, got {value}")
+    repeated = sorted({model for model in args.model if args.model.count(model) > 1})
+    if repeated:
+        parser.error(f"--model: {', '.join(repeated)} given more than once")
+    if args.output:
+        out = Path(args.output)
+    else:
+        from models.registry import default_workdir
+        from trainer.jobs import new_job_id
+
+        out = default_workdir() / "evals" / new_job_id()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        print(f"-o: {out} exists and is not an empty directory; give a new one", file=sys.stderr)
+        return 2
+    from trainer.data.readers import DataError
+
+    try:
+        read = read_rows(args.data, args.format)  # bad data is refused before a directory or a model appears
+    except (DataError, EvalError) as exc:
+        print(f"--data: {exc}", file=sys.stderr)
+        return 2
+    _tee_to_log(EvalPaths(out).log)
+    print(f"[studio] evaluation directory: {out}", flush=True)
+    return run_eval(args.model, args.data, read, out, args.max_new_tokens, args.batch_size,
+                    log=lambda text: print(text, flush=True))
+
+
+COMMANDS = {"run": cmd_run, "export": cmd_export, "config": cmd_config, "data": cmd_data, "model": cmd_model,
+            "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

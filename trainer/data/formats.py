@@ -416,6 +416,30 @@ def _convert_sharegpt(r: Row) -> Example | None:
     return Example(turns) if turns is not None else None
 
 
+def _erniekit_prompt(r: Row) -> Example | None:
+    """An ERNIEKit row whose last src has no reply yet (tgt one shorter than src)."""
+    src, tgt = _ernie_lists(r, tgt_required=False)
+    # any other count is the SFT row's problem, which the caller reports
+    if src is None or tgt is None or len(tgt) != len(src) - 1:
+        return None
+    system = _erniekit_system(r, src, tgt, None)
+    if r.issues or system is None:
+        return None
+    turns = list(system)
+    for q, a in zip(src, tgt):
+        turns += [Turn("user", q), Turn("assistant", a)]
+    return Example(turns + [Turn("user", src[-1])])
+
+
+# A prompt-only row of an SFT format (what an evaluation predicts for without a reference): the
+# conversation ends with the user's turn; preference formats already hold a prompt and a reply.
+_PROMPT_CONVERTERS = {
+    "erniekit": _erniekit_prompt,
+    "alpaca": lambda r: None if (turns := _alpaca_prompt(r)) is None else Example(turns),
+    "messages": lambda r: None if (turns := _dialogue(r, _MESSAGES, preference=True)) is None else Example(turns),
+    "sharegpt": lambda r: None if (turns := _dialogue(r, _SHAREGPT, preference=True)) is None else Example(turns),
+}
+
 _CONVERTERS = {
     "erniekit": _convert_erniekit,
     "erniekit_dpo": _convert_erniekit_dpo,
@@ -435,11 +459,14 @@ def _check_format_name(format: str) -> None:
                                                                formats=", ".join(FORMATS)))])
 
 
-def try_convert(row: object, format: str, file: str = "", line: int = 0,
-                images: ImageContext | None = None) -> tuple[Example | None, list[DataIssue]]:
+def try_convert(row: object, format: str, file: str = "", line: int = 0, images: ImageContext | None = None,
+                prompt_only: bool = False) -> tuple[Example | None, list[DataIssue]]:
     """Check one row against `format`: (Example, []) when valid, else (None, its issues). Its
-    images are checked against `images` (by default: inside the file's folder, any area)."""
+    images are checked against `images` (by default: inside the file's folder, any area).
+    `prompt_only`: the row is a prompt without its reply (formats without such rows: None)."""
     _check_format_name(format)
+    if prompt_only and format not in _PROMPT_CONVERTERS:
+        return None, [DataIssue(file, line, "", Message("format-invalid-row"))]
     if isinstance(row, BadRecord):
         return None, [DataIssue(file, line, "", row.message)]
     if not isinstance(row, dict):
@@ -447,7 +474,7 @@ def try_convert(row: object, format: str, file: str = "", line: int = 0,
         return None, [DataIssue(file, line, "", Message("format-not-object", format=repr(format), value=kind))]
     spec = FORMATS[format]
     r = Row(row, file, line, images or ImageContext.for_file(file))
-    example = _CONVERTERS[format](r)
+    example = (_PROMPT_CONVERTERS if prompt_only else _CONVERTERS)[format](r)
     if example is not None and not r.issues:
         attach_images(r, example, spec)
     if r.issues or example is None:
