@@ -1,8 +1,8 @@
 """Batched generation against one prompt at a time, on the embedded tiny ERNIE 4.5 MoE model (CPU).
 
 Each half measures its baseline in the same run, on the same prompts (the user turns of
-assets/sample_sft.jsonl), greedy with `ignore_eos` so every reply is exactly --new-tokens tokens,
-and checks that batching changed no reply:
+assets/sample_sft.jsonl), greedy (the first two with `ignore_eos`, so every reply is exactly
+--new-tokens tokens), and checks that batching changed no reply:
     server       `python -m models.serve` (a fresh subprocess, `--max-num-seqs 8`): --clients
                  requests sent by that many concurrent clients, against the same requests sent
                  one after another (requests/s over the whole set; the median of --runs runs, the
@@ -11,10 +11,15 @@ and checks that batching changed no reply:
     reply_batch  `models.batch_generate.reply_batch` over --prompts prompts (at most --max-rows
                  rows together) against `ChatEngine.reply` on each in turn, in this process
                  (prompts/s).
-The `trainer eval` half (batched against one prompt at a time) joins HALVES as a function of the
-same shape: it takes the parsed arguments and returns its figures, with its own target.
+    trainer_eval `trainer eval`'s prediction phase (`trainer.evaluate.predict`, called in this process
+                 on one engine loaded as `evaluate_model` loads it) over --prompts rows of the sample
+                 set with a reference (repeated past its end) at --max-rows rows together, against
+                 the same rows at `--batch-size 1` (prompts/s). It decodes as `trainer eval` does:
+                 greedy, ending at the end of turn, so a reply may be shorter than --new-tokens
+                 (`completion_tokens` counts what was decoded); `same_answers` says whether every
+                 prediction line came out the same both ways.
 
-Run: .venv/bin/python bench/eval_throughput.py [--only server reply_batch] [--new-tokens N]
+Run: .venv/bin/python bench/eval_throughput.py [--only server reply_batch trainer_eval] [--new-tokens N]
 The last line printed is one JSON object with the figures.
 """
 
@@ -113,7 +118,42 @@ def reply_batch_half(args) -> dict:
             "speedup": round(alone_s / batched_s, 2), "target": 3.0}
 
 
-HALVES = {"server": server_half, "reply_batch": reply_batch_half}
+def trainer_eval_half(args) -> dict:
+    import dataclasses
+    import threading
+
+    import paddle
+
+    from models.chat_engine import ChatEngine
+    from trainer.evaluate import checkpoint_of, predict, read_rows
+
+    paddle.set_device("cpu")
+    _, rows, _ = read_rows(SAMPLE)
+    rows = [row for row in rows if row.reference is not None]
+    rows = [dataclasses.replace(rows[i % len(rows)], index=i) for i in range(args.prompts)]
+    engine = ChatEngine.load(checkpoint_of(MODEL), name=MODEL)
+
+    def run(batch_size: int, subset: list) -> tuple[float, list[dict]]:
+        lines = []
+        started = time.perf_counter()
+        counts = predict(engine, subset, MODEL, args.new_tokens, batch_size, threading.Event(), lines.append)
+        elapsed = time.perf_counter() - started
+        assert counts["answered"] == len(subset), counts
+        return elapsed, sorted(lines, key=lambda line: line["index"])
+
+    # warm-up: first-call allocations, and jieba's dictionary for the scores (row 2 is Chinese)
+    run(args.max_rows, rows[:2])
+    batched_s, batched = run(args.max_rows, rows)
+    alone_s, alone = run(1, rows)
+    return {"prompts": args.prompts, "new_tokens": args.new_tokens, "batch_size": args.max_rows,
+            "completion_tokens": sum(line["completion_tokens"] for line in batched),
+            "batched_s": round(batched_s, 2), "alone_s": round(alone_s, 2),
+            "batched_prompts_per_s": round(args.prompts / batched_s, 2),
+            "alone_prompts_per_s": round(args.prompts / alone_s, 2),
+            "speedup": round(alone_s / batched_s, 2), "same_answers": batched == alone, "target": 3.0}
+
+
+HALVES = {"server": server_half, "reply_batch": reply_batch_half, "trainer_eval": trainer_eval_half}
 
 
 def main() -> None:

@@ -135,6 +135,10 @@ TABLE = {
             "training.full.tensors_peak_mb", "training.wint4/8.tensors_peak_ratio"),
     ],
     "eval_throughput": [
+        Row("prompts/s, `trainer eval` of 64 sample rows, up to 64 new tokens (tiny MoE): `--batch-size 16` / "
+            "`--batch-size 1`", "trainer_eval.batched_prompts_per_s", "trainer_eval.alone_prompts_per_s",
+            "trainer_eval.speedup", "trainer_eval.target", ">="),
+        Row("`trainer eval` prediction lines the same at both batch sizes", "trainer_eval.same_answers"),
         Row("requests/s, 8 requests of 64 tokens to `models.serve` (tiny MoE): 8 concurrent clients / one after "
             "another", "server.concurrent_requests_per_s", "server.sequential_requests_per_s", "server.speedup",
             "server.target", ">="),

@@ -76,7 +76,7 @@ def test_the_tuned_job_beats_the_base_and_a_broken_checkpoint_is_named(lora_job,
     assert f"cannot read {broken / 'config.json'}" in metrics["models"][str(broken)]["error"]
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "completed" and status["failed_models"] == [str(broken)]
-    assert status["done"] == status["total"] == 180
+    assert status["step"] == status["total_steps"] == 180
     lines = read_lines(out / "predictions.jsonl")
     assert len(lines) == 120 and {line["model"] for line in lines} == {"ernie-4.5-tiny-moe", str(lora_job)}
     hits = [line for line in lines if line["model"] == str(lora_job) and line["scores"]["exact_match"]]
@@ -156,5 +156,5 @@ def test_a_stop_mid_eval_leaves_whole_predictions_and_status_stopped(tiny_moe_di
     lines = read_lines(predictions)  # every line whole JSON
     assert 2 <= len(lines) < 60
     status = json.loads((out / "status.json").read_text())
-    assert status["state"] == "stopped" and status["done"] == len(lines) and status["total"] == 60
+    assert status["state"] == "stopped" and status["step"] == len(lines) and status["total_steps"] == 60
     assert "stopped after" in (out / "eval.log").read_text()

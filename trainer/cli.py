@@ -301,50 +301,69 @@ def cmd_model(argv: list[str]) -> int:
 
 def cmd_eval(argv: list[str]) -> int:
     """`python -m trainer eval`: trainer.evaluate does the work; bad input is refused here, before any loading."""
-    from trainer.evaluate import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, EvalError, EvalPaths, read_rows, run_eval
+    from trainer.eval_jobs import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, EvalError, eval_config, load_eval_config
 
     parser = argparse.ArgumentParser(prog="python -m trainer eval",
                                      description="Answer a data set with one or more checkpoints (greedy, in batches) "
                                                  "and score the answers against the references.")
-    parser.add_argument("--model", action="append", required=True, metavar="M",
+    parser.add_argument("--model", action="append", metavar="M",
                         help="a built-in name, hub repo id, checkpoint or export directory, LoRA adapter, or job "
                              "directory (its output); repeat to compare")
-    parser.add_argument("--data", required=True, metavar="FILE", help="JSONL/JSON/CSV/Parquet in a supported format")
+    parser.add_argument("--data", metavar="FILE", help="JSONL/JSON/CSV/Parquet in a supported format, or a job "
+                                                       "directory for the rows that job evaluated on")
     parser.add_argument("--format", default="auto", help="the data's format (default: detected)")
+    parser.add_argument("--config", metavar="FILE", help="an eval config (kind: evaluation) instead of the options "
+                                                         "above, as an evaluation job's config.yaml holds it")
     parser.add_argument("-o", "--output", metavar="DIR", help="evaluation directory, new or empty "
                                                               "(default: a new WORKDIR/evals/<id>)")
+    parser.add_argument("--job-dir", metavar="DIR", help="the evaluation job's directory (the job store's launch)")
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, metavar="N",
                         help=f"longest answer in tokens (default {DEFAULT_MAX_NEW_TOKENS})")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                         help=f"prompts decoded together (default {DEFAULT_BATCH_SIZE})")
     args = parser.parse_args(argv)
-    for name, value in (("--max-new-tokens", args.max_new_tokens), ("--batch-size", args.batch_size)):
-        if value < 1:
-            parser.error(f"{name}: expected a positive number of {'tokens' if 'tokens' in name else 'rows'}, got {value}")
-    repeated = sorted({model for model in args.model if args.model.count(model) > 1})
-    if repeated:
-        parser.error(f"--model: {', '.join(repeated)} given more than once")
-    if args.output:
+    try:
+        if args.config:
+            if args.model or args.data:
+                parser.error("--config holds the models and the data: give --model and --data without it")
+            config = load_eval_config(args.config)
+        elif not args.model or not args.data:
+            parser.error("give --model (one or more) and --data, or --config")
+        else:
+            data = str(Path(args.data).expanduser().resolve())
+            config = eval_config(args.model, data, args.format, args.max_new_tokens, args.batch_size)
+    except EvalError as exc:
+        parser.error(str(exc).replace("models:", "--model:", 1).replace("data:", "--data:", 1))
+    if args.job_dir:
+        out = Path(args.job_dir)
+    elif args.output:
         out = Path(args.output)
     else:
         from models.registry import default_workdir
         from trainer.jobs import new_job_id
 
         out = default_workdir() / "evals" / new_job_id()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if not args.job_dir and out.exists() and (not out.is_dir() or any(out.iterdir())):
         print(f"-o: {out} exists and is not an empty directory; give a new one", file=sys.stderr)
         return 2
     from trainer.data.readers import DataError
+    from trainer.evaluate import EvalPaths, read_rows, run_eval
 
     try:
-        read = read_rows(args.data, args.format)  # bad data is refused before a directory or a model appears
+        read = read_rows(config["data"], config["format"])  # refused before a directory or a model appears
     except (DataError, EvalError) as exc:
         print(f"--data: {exc}", file=sys.stderr)
+        if args.job_dir:
+            import time
+
+            from trainer.jobfiles import FAILED, write_status
+
+            write_status(out, state=FAILED, ended=time.time(), error=f"data: {exc}")
         return 2
-    _tee_to_log(EvalPaths(out).log)
+    if not args.job_dir:  # under the job launcher stdout already is the job's log
+        _tee_to_log(EvalPaths(out).log)
     print(f"[studio] evaluation directory: {out}", flush=True)
-    return run_eval(args.model, args.data, read, out, args.max_new_tokens, args.batch_size,
-                    log=lambda text: print(text, flush=True))
+    return run_eval(config, read, out, log=lambda text: print(text, flush=True))
 
 
 COMMANDS = {"run": cmd_run, "export": cmd_export, "config": cmd_config, "data": cmd_data, "model": cmd_model,

@@ -304,6 +304,9 @@ def _cross_checks(v: dict[str, Any]) -> list[tuple[str, str]]:
     if have("logging.eval_steps", "data.eval", "data.eval_split") and v["logging.eval_steps"] > 0 \
             and not v["data.eval"] and v["data.eval_split"] == 0:
         out.append(("logging.eval_steps", Message("config-eval-needs-data", key="logging.eval_steps")))
+    if have("eval.after_training", "data.eval", "data.eval_split") and v["eval.after_training"] \
+            and not v["data.eval"] and v["data.eval_split"] == 0:
+        out.append(("eval.after_training", Message("config-eval-needs-data", key="eval.after_training")))
     if have("devices.device", "devices.gpu_ids", "devices.nproc") and v["devices.device"] == "gpu":
         ids = v["devices.gpu_ids"]
         parts = ids.split(",") if ids else []

@@ -1,7 +1,11 @@
 """`python -m trainer eval`: one or more checkpoints answering a data set, scored against its
 references; owns the evaluation directory (paddle only inside the functions that load and decode).
 
-Rows: any supported format (trainer/data/formats.py). An SFT row's last assistant turn is its
+What is evaluated: an eval config (trainer/eval_jobs.py), from `trainer eval`'s options, its
+`--config` file, an evaluation job of the queue, or a training run's `eval.after_training`.
+
+Rows: any supported format (trainer/data/formats.py), or a job directory for the rows that job
+evaluated on (its data.eval, else its data.eval_split held out). An SFT row's last assistant turn is its
 reference and the conversation before it the prompt; a preference row's prompt and chosen reply;
 a prompt-only row (an SFT format's conversation ending with the user's turn, an alpaca row without
 `output`) is answered without a reference. Rows with images are left out and counted: the answers
@@ -16,15 +20,16 @@ weighs them (`trainer/data/tokenize.encode_sft`, only the reference learned). A 
 is named with its error and the next one evaluated.
 
 The directory (`EvalPaths`):
-- `config.yaml`: what was asked (models, data, format, decoding);
+- `config.yaml`: the eval config (an evaluation job's own);
 - `predictions.jsonl`: one line per (row, checkpoint) as each answer ends, appended in one write,
   so a stopped evaluation leaves whole lines: index and line of the row, model, prompt (messages),
   reference (null without one), answer, reasoning, finish_reason, completion_tokens,
   dropped_messages, scores (trainer/eval_metrics; null without a reference), or `skipped` (why);
 - `metrics.json`: rewritten after each checkpoint: per model its counts, the means of
   `eval_metrics.METRICS`, `perplexity`, and `not_computed` (metric -> why), or `error`;
-- `status.json` (trainer/jobfiles): state, done/total answers, eta_s, the model under way,
-  failed_models; SIGTERM or SIGINT stops between decoding steps and writes `stopped`;
+- `status.json` (trainer/jobfiles): state, answers done and due as `step`/`total_steps` (`unit:
+  answers`, so the job list shows them as a run's steps), eta_s, the model under way, failed_models;
+  SIGTERM, SIGINT or the job's STOP file stops between decoding steps and writes `stopped`;
 - `eval.log`: what the CLI printed.
 """
 
@@ -41,16 +46,12 @@ from typing import Callable
 import yaml
 
 from plumbing.files import append_json_line, atomic_write_json, atomic_write_text
+from trainer.eval_jobs import EvalError, after_training_dir, eval_config
 from trainer.eval_metrics import METRICS, mean_scores, scores
-from trainer.jobfiles import COMPLETED, FAILED, RUNNING, STOPPED, write_status
+from trainer.jobfiles import COMPLETED, FAILED, RUNNING, STOPPED, stop_requested, write_status
 
-DEFAULT_MAX_NEW_TOKENS = 128
-DEFAULT_BATCH_SIZE = 16
 STATUS_EVERY_S = 1.0  # status.json is rewritten (fsync, lock) at most this often while answers come
-
-
-class EvalError(ValueError):
-    """The evaluation cannot start as asked, and why."""
+STOP_FILE_EVERY_S = 0.5  # how often the STOP file is looked for while decoding
 
 
 class EvalPaths:
@@ -85,24 +86,50 @@ class EvalRow:
         return Example([*turns, Turn("assistant", self.reference)], line=self.line, source=self.source)
 
 
-def read_rows(path: str | os.PathLike, format: str = "auto") -> tuple[str, list[EvalRow], int]:
-    """(format, the rows to evaluate, rows left out for their images); a row no format reading
-    accepts raises DataError naming its file, line and field."""
+def is_job_dir(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    return (path / "config.yaml").is_file() and (path / "status.json").is_file()
+
+
+def _file_examples(path: str, format: str) -> tuple[str, list]:
     from trainer.data.formats import open_records, try_convert
     from trainer.data.images import ImageContext
     from trainer.data.readers import DataError
 
-    path = os.fspath(path)
     # the readers refuse a file without rows (empty, `[]`, a CSV header alone) naming what it holds
     name, records = open_records(path, format)
     images = ImageContext.for_file(path)
-    rows, with_images = [], 0
+    examples = []
     for line, row in records:
         example, issues = try_convert(row, name, path, line, images)
         if example is None:
             example, _ = try_convert(row, name, path, line, images, prompt_only=True)
         if example is None:
             raise DataError(issues)  # the row's problems as a full row, not as a prompt
+        examples.append(example)
+    return name, examples
+
+
+def _job_examples(job_dir: str) -> tuple[str, list]:
+    """The rows a training job evaluated on: its data.eval files, else its held-out data.eval_split."""
+    from trainer.config import from_dict
+    from trainer.datasets import split_examples
+    from trainer.jobfiles import JobPaths
+
+    cfg = from_dict(JobPaths(job_dir).read_config(), local=False)
+    _, examples = split_examples(cfg, log=lambda _text: None)
+    if not examples:
+        raise EvalError(f"{job_dir}: the job has no evaluation rows (it has no data.eval and data.eval_split is 0)")
+    return "job", examples
+
+
+def read_rows(path: str | os.PathLike, format: str = "auto") -> tuple[str, list[EvalRow], int]:
+    """(format, the rows to evaluate, rows left out for their images) of a data file or a job
+    directory; a row no format reading accepts raises DataError naming its file, line and field."""
+    path = os.fspath(path)
+    name, examples = _job_examples(path) if is_job_dir(path) else _file_examples(path, format)
+    rows, with_images = [], 0
+    for example in examples:
         if example.images:
             with_images += 1
             continue
@@ -112,7 +139,7 @@ def read_rows(path: str | os.PathLike, format: str = "auto") -> tuple[str, list[
             prompt, reference = list(example.messages[:-1]), example.messages[-1].content
         else:
             prompt, reference = list(example.messages), None
-        rows.append(EvalRow(len(rows), line, path, prompt, reference))
+        rows.append(EvalRow(len(rows), example.line, example.source or path, prompt, reference))
     if not rows:
         raise EvalError(f"{path}: every one of its {with_images} rows has images; the evaluation answers text rows only")
     return name, rows, with_images
@@ -126,8 +153,27 @@ def checkpoint_of(model: str) -> str:
     return model
 
 
+class StopFlag:
+    """Set by a signal, or by the job's STOP file (looked for at most every STOP_FILE_EVERY_S)."""
+
+    def __init__(self, job_dir: Path):
+        self.job_dir, self.event, self.looked = job_dir, threading.Event(), 0.0
+
+    def set(self) -> None:
+        self.event.set()
+
+    def is_set(self) -> bool:
+        now = time.monotonic()
+        if not self.event.is_set() and now - self.looked >= STOP_FILE_EVERY_S:
+            self.looked = now
+            if stop_requested(self.job_dir):
+                self.event.set()
+        return self.event.is_set()
+
+
 class Progress:
-    """done/total answers and the ETA in status.json, rewritten at most every STATUS_EVERY_S."""
+    """Answers done and due (`step`/`total_steps`) and the ETA in status.json, rewritten at most
+    every STATUS_EVERY_S."""
 
     def __init__(self, out_dir: Path, total: int):
         self.out_dir, self.total, self.done = out_dir, total, 0
@@ -140,12 +186,12 @@ class Progress:
         if fields or now - self.written >= STATUS_EVERY_S or self.done == self.total:
             rate = self.done / max(now - self.started, 1e-9)
             eta = (self.total - self.done) / rate if self.done else None
-            write_status(self.out_dir, done=self.done, total=self.total, eta_s=eta, **fields)
+            write_status(self.out_dir, step=self.done, total_steps=self.total, eta_s=eta, **fields)
             self.written = now
 
 
 def predict(engine, rows: list[EvalRow], model: str, max_new_tokens: int, batch_size: int,
-            stop: threading.Event, write: Callable[[dict], None]) -> dict:
+            stop: StopFlag, write: Callable[[dict], None]) -> dict:
     """Answer every row greedily, `write` each prediction as it ends; the counts."""
     from models.batch_generate import stream_batch
     from models.chat_engine import ContextLengthError
@@ -223,28 +269,32 @@ def model_metrics(lines: list[dict], ppl: float | None, ppl_reason: str | None) 
             "with_reference": with_reference, "scored": len(scored)}
 
 
-def run_eval(models: list[str], data: str, read: tuple[str, list[EvalRow], int], out_dir: Path,
-             max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, batch_size: int = DEFAULT_BATCH_SIZE,
+def run_eval(config: dict, read: tuple[str, list[EvalRow], int], out_dir: Path,
              log: Callable[[str], None] = print) -> int:
-    """Evaluate `models` on the rows `read_rows(data)` gave into `out_dir` (checked by the caller: new
-    or empty); exit status 0 when at least one checkpoint was evaluated or the run was stopped, else 1."""
+    """Evaluate the checked eval `config` (trainer/eval_jobs.py) on the rows `read_rows` gave into
+    `out_dir` (checked by the caller: new, empty, or the evaluation job's own directory); exit status
+    0 when at least one checkpoint was evaluated or the run was stopped, else 1."""
     # importing paddleformers sets SIGTERM back to its default action: ours must come after
+    import paddle
     import paddleformers  # noqa: F401
 
     paths = EvalPaths(out_dir)
-    stop = threading.Event()
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    stop = StopFlag(paths.dir)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    paddle.set_device(config["devices"]["device"])
+    models, max_new_tokens, batch_size = config["models"], config["max_new_tokens"], config["batch_size"]
     fmt, rows, with_images = read
-    paths.dir.mkdir(parents=True, exist_ok=True)
-    config = {"models": list(models), "data": str(Path(data).resolve()), "format": fmt, "decoding": "greedy",
-              "max_new_tokens": max_new_tokens, "batch_size": batch_size, "truncation": "auto"}
-    atomic_write_text(paths.config, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    if not paths.config.exists():  # an evaluation job's directory holds its config already
+        atomic_write_text(paths.config, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     progress = Progress(paths.dir, len(rows) * len(models))
-    write_status(paths.dir, state=RUNNING, started=progress.started, done=0, total=progress.total, failed_models=[])
-    log(f"[eval] {len(rows)} rows of {data} ({fmt})" + (f"; {with_images} rows with images left out" if with_images else ""))
+    write_status(paths.dir, state=RUNNING, started=progress.started, step=0, total_steps=progress.total,
+                 unit="answers", failed_models=[], error=None, ended=None)
+    log(f"[eval] {len(rows)} rows of {config['data']} ({fmt})"
+        + (f"; {with_images} rows with images left out" if with_images else ""))
     results = {"data": config["data"], "format": fmt, "rows": len(rows), "rows_with_images_left_out": with_images,
-               "models": {}}
+               "labels": config["labels"], "models": {}}
     failed = []
     try:
         for model in models:
@@ -260,19 +310,19 @@ def run_eval(models: list[str], data: str, read: tuple[str, list[EvalRow], int],
         write_status(paths.dir, state=FAILED, ended=time.time(), error=f"{exc.__class__.__name__}: {exc}")
         raise
     if stop.is_set():
-        write_status(paths.dir, state=STOPPED, ended=time.time(), done=progress.done, eta_s=None)
+        write_status(paths.dir, state=STOPPED, ended=time.time(), step=progress.done, eta_s=None)
         log(f"[eval] stopped after {progress.done} of {progress.total} answers; {paths.predictions} holds them")
         return 0
     if len(failed) == len(models):
-        write_status(paths.dir, state=FAILED, ended=time.time(), error=f"no checkpoint could be evaluated: "
+        write_status(paths.dir, state=FAILED, ended=time.time(), error="no checkpoint could be evaluated: "
                      + "; ".join(f"{name}: {results['models'][name]['error']}" for name in failed))
         return 1
-    write_status(paths.dir, state=COMPLETED, ended=time.time(), done=progress.total, eta_s=0)
+    write_status(paths.dir, state=COMPLETED, ended=time.time(), step=progress.total, eta_s=0)
     log(f"[eval] metrics written to {paths.metrics}")
     return 0
 
 
-def evaluate_model(model: str, rows: list[EvalRow], max_new_tokens: int, batch_size: int, stop: threading.Event,
+def evaluate_model(model: str, rows: list[EvalRow], max_new_tokens: int, batch_size: int, stop: StopFlag,
                    paths: EvalPaths, progress: Progress, log: Callable[[str], None]) -> dict:
     """One checkpoint's entry of metrics.json; a failure gives `error` (and how many answers it
     had written, for the progress) instead of figures."""
@@ -300,3 +350,30 @@ def evaluate_model(model: str, rows: list[EvalRow], max_new_tokens: int, batch_s
     shown = ", ".join(f"{name} {figures[name]:.4g}" for name in (*METRICS, "perplexity") if figures[name] is not None)
     log(f"[eval] {model}: {shown or 'predictions only'}")
     return figures
+
+
+def after_training(cfg, job_dir: Path, out_dir: Path, log: Callable[[str], None]) -> None:
+    """A training run's `eval.after_training`: the base model and the tuned one answer the run's
+    evaluation rows into JOB/eval. Its failure is its own (JOB/eval/status.json), not the run's: the
+    training's output is written and stays good."""
+    import gc
+
+    from trainer.data.readers import DataError
+
+    gc.collect()  # the training's model and optimizer are gone; their memory is wanted back first
+    base, tuned = cfg.model.name_or_path, str(out_dir)
+    config = eval_config([base, tuned], str(job_dir), max_new_tokens=cfg.eval.max_new_tokens,
+                         labels={base: "base", tuned: "tuned"}, device=cfg.devices.device)
+    eval_dir = after_training_dir(job_dir)
+    log(f"[eval] evaluating the base model and the tuned one into {eval_dir}")
+    try:
+        read = read_rows(job_dir)
+    except (DataError, EvalError) as exc:
+        eval_dir.mkdir(exist_ok=True)
+        write_status(eval_dir, state=FAILED, ended=time.time(), error=f"data: {exc}")
+        log(f"[eval] not evaluated: {exc}")
+        return
+    try:
+        run_eval(config, read, eval_dir, log)
+    except Exception as exc:  # already in JOB/eval/status.json; the job itself completed
+        log(f"[eval] failed: {exc.__class__.__name__}: {exc}")

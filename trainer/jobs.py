@@ -40,6 +40,7 @@ import yaml
 from plumbing import sqlite
 from plumbing.files import atomic_write_text, tail_text
 from trainer import jobfiles, processes
+from trainer.eval_jobs import eval_argv, is_eval_config
 from trainer.jobfiles import ACTIVE_STATES, FAILED, QUEUED, STOPPED, STOPPING, JobFileError, JobPaths
 
 JOB_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{4}")
@@ -99,8 +100,12 @@ TrainerArgv = Callable[[JobPaths, dict, bool], Sequence[str]]
 
 def default_trainer_argv(paths: JobPaths, config: dict, resume: bool) -> list[str]:
     """`python -m trainer run JOB/config.yaml --job-dir JOB [--resume]`, under
-    `paddle.distributed.launch` when the config asks for more than one process."""
+    `paddle.distributed.launch` when the config asks for more than one process; for an evaluation
+    job `python -m trainer eval --config JOB/config.yaml --job-dir JOB`."""
     from trainer.config import command_preview, from_dict
+
+    if is_eval_config(config):
+        return eval_argv(paths.config, paths.dir)
 
     # the trainer checks the config against the machine itself as it starts (trainer/cli.py)
     return command_preview(from_dict(config, local=False), paths.config, paths.dir, resume=resume)
@@ -334,6 +339,9 @@ class JobStore:
             return self._start(job_id, resume)
 
     def _check_resumable(self, job: Job) -> None:
+        if is_eval_config(job.paths.read_config()):
+            raise JobStateError(f"job {job.id} is an evaluation: it has no checkpoint to resume from; "
+                                "start the evaluation again")
         if job.paths.last_checkpoint() is None:
             raise JobStateError(
                 f"job {job.id} has no complete checkpoint in {job.paths.checkpoints} to resume from; "

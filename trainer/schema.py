@@ -212,6 +212,16 @@ class LoggingSection:
 
 
 @dataclass
+class EvalSection:
+    after_training: bool = _opt(False, "When training ends, answer the run's evaluation rows (data.eval, else the "
+                                "data.eval_split held out) with the base model and the tuned one, and score both "
+                                "(exact match, ROUGE, BLEU, perplexity) into JOB/eval.",
+                                label="Evaluate after training")
+    max_new_tokens: int = _opt(128, "Longest answer, in tokens, of that evaluation.", label="Eval answer length",
+                               minimum=1, depends_on=("eval.after_training", True), advanced=True)
+
+
+@dataclass
 class DevicesSection:
     device: str = _opt("cpu", "Run on CPU or GPU.", choices=("cpu", "gpu"))
     gpu_ids: str = _opt("", "Comma-separated GPU ids, e.g. 0,1; required on GPU, one per process.",
@@ -282,6 +292,7 @@ class RunConfig:
     precision: str = _opt("fp32", "Training precision; bf16 and fp16 need a GPU.",
                           choices=("fp32", "bf16", "fp16"))
     logging: LoggingSection = field(default_factory=LoggingSection)
+    eval: EvalSection = field(default_factory=EvalSection)
     devices: DevicesSection = field(default_factory=DevicesSection)
     gpu: GpuSection = field(default_factory=GpuSection)
     output: OutputSection = field(default_factory=OutputSection)
@@ -311,7 +322,7 @@ class FieldSpec:
 
 # the UI's form groups; a key not listed here is grouped by its first part
 _GROUPS = {"method": "method", "finetuning": "method", "dpo": "method", "precision": "optim", "moe": "moe",
-           "gpu": "devices"}
+           "gpu": "devices", "eval": "logging"}
 
 _TYPE_NAMES = {str: "str", int: "int", float: "float", bool: "bool", list[str]: "list[str]",
                list[DatasetEntry]: "datasets"}

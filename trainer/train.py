@@ -240,7 +240,9 @@ def training_arguments(cfg: RunConfig, paths: JobPaths, dtype: str, has_eval: bo
         save_total_limit=None,
         eval_steps=logging.eval_steps or None,
         evaluation_strategy="steps" if has_eval and logging.eval_steps else "no",
-        do_eval=has_eval,
+        # paddleformers refuses do_eval without an evaluation strategy; the final evaluation after the
+        # last step (train()) runs either way
+        do_eval=has_eval and bool(logging.eval_steps),
         bf16=dtype == "bfloat16",
         fp16=dtype == "float16",
         fp16_opt_level="O2" if dtype != "float32" else "O1",
@@ -540,8 +542,13 @@ def run(cfg: RunConfig, job_dir: Path, resume: bool = False) -> int:
         if is_main:
             write_status(paths.dir, state=FAILED, ended=time.time(), error=f"{type(exc).__name__}: {exc}")
         return 1
+    if is_main and state == COMPLETED and cfg.eval.after_training:
+        from trainer.evaluate import after_training
+
+        write_status(paths.dir, phase="evaluating")
+        after_training(cfg, paths.dir, Path(cfg.output.dir) if cfg.output.dir else paths.output, log)
     if is_main:
         step = read_status(paths.dir).get("step")
-        write_status(paths.dir, state=state, ended=time.time(), step=step)
+        write_status(paths.dir, state=state, ended=time.time(), step=step, phase=None)
         log(f"job {state}")
     return 0

@@ -75,6 +75,9 @@ FIELD_ZH: dict[str, tuple[str, str]] = {
     "logging.save_steps": ("保存间隔步数", "每 N 步保存一次检查点。"),
     "logging.eval_steps": ("评估间隔步数", "每 N 步评估一次；0 表示训练中不评估。"),
     "logging.save_total_limit": ("保留检查点数", "保留的检查点数量；更早的会被删除。"),
+    "eval.after_training": ("训练后评估", "训练结束时，用基础模型和微调后的模型回答本次运行的评估数据（data.eval，否则为 "
+                            "data.eval_split 留出的部分），并给两者打分（精确匹配、ROUGE、BLEU、困惑度），写入 JOB/eval。"),
+    "eval.max_new_tokens": ("评估回答长度", "该评估中回答的最大 token 数。"),
     "devices.device": ("设备", "在 CPU 或 GPU 上运行。"),
     "devices.gpu_ids": ("GPU 编号", "逗号分隔的 GPU 编号，如 0,1；使用 GPU 时必填，每个进程一个。"),
     "devices.nproc": ("每节点进程数", "每个节点的进程数（数据并行）；在 CPU 上多个进程共享 CPU。"),
