@@ -18,7 +18,8 @@ EXAMPLES = ROOT / "examples"
 
 
 # Test files that share a costly session fixture run on one xdist worker, so it is built once.
-SHARED_FIXTURE_GROUPS = {"test_vl_training.py": "vl-lora-job", "test_browser_vl.py": "vl-lora-job"}
+SHARED_FIXTURE_GROUPS = {"test_vl_training.py": "vl-lora-job", "test_browser_vl.py": "vl-lora-job",
+                         "test_tool_api.py": "tool-job", "test_browser_tools.py": "tool-job"}
 # The longest files go first: one started last would leave a worker running alone at the end.
 LONGEST_FIRST = ("test_browser_vl.py", "test_vl_training.py", "test_real_checkpoints.py", "test_chat_templates.py")
 
@@ -78,6 +79,29 @@ def lora_job(workdir, tiny_moe_dir) -> Path:
     job_dir = workdir / "jobs" / "lora-learns"
     config = example_config("tiny_sft_lora.yaml", **{"optim.num_train_epochs": 20, "optim.learning_rate": 3e-3})
     result = run_trainer(config, job_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return job_dir
+
+
+@pytest.fixture(scope="session")
+def tool_set(workdir) -> tuple[Path, Path]:
+    """The generated function-calling set (trainer/data/tool_set.py): train.jsonl and held_out.jsonl."""
+    from trainer.data.tool_set import write_tool_set
+
+    return write_tool_set(workdir / "tool_set", TOOL_TRAIN_ROWS, 30)
+
+
+# SFT-LoRA on the tool set, trained once per session for the learning test and the browser test
+TOOL_TRAIN_ROWS, TOOL_EPOCHS, TOOL_LEARNING_RATE = 300, 12, 1e-2
+
+
+@pytest.fixture(scope="session")
+def tool_job(workdir, tiny_moe_dir, tool_set) -> Path:
+    job_dir = workdir / "jobs" / "tool-calls"
+    config = example_config("tiny_sft_lora.yaml", **{"optim.num_train_epochs": TOOL_EPOCHS,
+                                                      "optim.learning_rate": TOOL_LEARNING_RATE})
+    config["data"]["train"] = [{"path": str(tool_set[0]), "format": "messages"}]
+    result = run_trainer(config, job_dir, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return job_dir
 

@@ -1,0 +1,154 @@
+"""Tool calls through `python -m models.serve` and the official `openai` client: `tools` and
+`tool_choice` accepted or refused by name, calls parsed into `message.tool_calls` and streamed as
+`delta.tool_calls`, tool results in the history, and the tiny MoE after SFT-LoRA on the generated
+tool set calling the right function with the right arguments (the base model does not)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import openai
+import pytest
+
+from models.server_process import ModelServer
+from models.tool_calls import ToolCall, parse_tool_calls
+from models.tool_stream import ToolCallSplitter
+from trainer.data.tool_set import TOOLS, expected_calls
+
+WEATHER = TOOLS[0]
+ASK = {"role": "user", "content": "What is the weather in Oslo?"}
+CALL = {"role": "assistant", "content": None, "tool_calls": [
+    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]}
+RESULT = {"role": "tool", "tool_call_id": "call_1", "content": '{"degrees": 12, "sky": "rainy"}'}
+
+
+def serve(model: str, name: str, logs) -> ModelServer:
+    server = ModelServer(model, name=name, log_path=logs / f"{name}.log")
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def servers(tiny_moe_dir, tool_job, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    started = {"base": serve(str(tiny_moe_dir), "tiny-base", logs),
+               "tuned": serve(str(tool_job / "output"), "tiny-tools", logs)}
+    yield started
+    for server in started.values():
+        server.stop()
+
+
+def client(server: ModelServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def ask(server: ModelServer, messages: list[dict], **kwargs):
+    return client(server).chat.completions.create(model=server.name, messages=messages, tools=list(TOOLS),
+                                                  temperature=0, max_tokens=64, **kwargs)
+
+
+def test_the_splitter_holds_back_markup_and_reads_the_calls_a_whole_reply_has():
+    replies = ['Checking.\n<tool_call>\n{"name": "a", "arguments": {"x": 1}}\n</tool_call>\nDone <b>',
+               'A\n<tool_call>{"name":"b","arguments":{}}</tool_call>\n<tool_call>{"name":"c","arguments":{}}'
+               '</tool_call>\nB\n', "no call <tool_ nor <tool_call>this cut", "<tool_call>not json</tool_call> x"]
+    rng = random.Random(0)
+    for text in replies:
+        for _ in range(40):
+            cuts = sorted(rng.sample(range(1, len(text)), rng.randint(0, 12)))
+            splitter, out = ToolCallSplitter(), []
+            for start, end in zip([0, *cuts], [*cuts, len(text)]):
+                out += splitter.feed(text[start:end])
+            out += splitter.end()
+            content, calls = parse_tool_calls(text)
+            assert "".join(piece for piece in out if isinstance(piece, str)) == content
+            streamed = [piece for piece in out if isinstance(piece, ToolCall)]
+            assert [(c.name, c.arguments) for c in streamed] == [(c.name, c.arguments) for c in calls]
+            assert all(c.id.startswith("call_") and len(c.id) > 10 for c in streamed)
+
+
+BAD = [
+    pytest.param(dict(tools=[{"type": "function", "function": {"description": "no name"}}]),
+                 "tools[0].function.name", "tools[0].function.name is required", id="tool-without-name"),
+    pytest.param(dict(tools=[WEATHER, WEATHER]), "tools[1].function.name", "'get_weather' is declared twice",
+                 id="tool-twice"),
+    pytest.param(dict(tools=[{"type": "function", "function": {"name": "get weather"}}]), "tools[0].function.name",
+                 "must be 1 to 64 letters, digits, underscores or dashes", id="tool-name-spaces"),
+    pytest.param(dict(tools=[{"type": "retrieval", "function": {"name": "f"}}]), "tools[0].type",
+                 "must be 'function', got 'retrieval'", id="tool-type"),
+    pytest.param(dict(tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "get_time"}}),
+                 "tool_choice.function.name", "names function 'get_time', which 'tools' does not declare "
+                 "(declared: get_weather)", id="choice-unknown-function"),
+    pytest.param(dict(tools=[WEATHER], tool_choice="required"), "tool_choice",
+                 "tool_choice 'required' cannot be honoured", id="choice-required"),
+    pytest.param(dict(tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "get_weather"}}),
+                 "tool_choice", "naming function 'get_weather' cannot be honoured", id="choice-named"),
+    pytest.param(dict(tools=[WEATHER], tool_choice="sometimes"), "tool_choice",
+                 "'tool_choice' must be one of auto, none, required", id="choice-unknown"),
+    pytest.param(dict(tool_choice="auto"), "tool_choice", "needs 'tools'", id="choice-without-tools"),
+    pytest.param(dict(messages=[ASK, CALL, {"role": "tool", "content": "rainy"}]), "messages[2].tool_call_id",
+                 "messages[2].tool_call_id is required", id="tool-message-without-id"),
+    pytest.param(dict(messages=[ASK, CALL, {**RESULT, "tool_call_id": "call_9"}]), "messages[2].tool_call_id",
+                 "no call has id 'call_9' (the calls awaiting results: 'call_1')", id="tool-message-other-id"),
+    pytest.param(dict(messages=[ASK, {**CALL, "tool_calls": [{**CALL["tool_calls"][0], "function": {
+        "name": "get_weather", "arguments": "{city: Oslo}"}}]}, RESULT]),
+        "messages[1].tool_calls[0].function.arguments", "is not valid JSON", id="call-arguments-not-json"),
+    pytest.param(dict(messages=[{**ASK, "tool_calls": CALL["tool_calls"]}]), "messages[0].tool_calls",
+                 "only an assistant message calls tools", id="user-calls"),
+    pytest.param(dict(messages=[ASK, CALL]), "messages[1].role", "the last message must come from the user (or be "
+                 "a tool result)", id="ends-with-the-call"),
+]
+
+
+@pytest.mark.parametrize("kwargs, param, words", BAD)
+def test_bad_tool_requests_get_400_naming_the_parameter(servers, kwargs, param, words):
+    kwargs = {"messages": [ASK], **kwargs}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(servers["base"]).chat.completions.create(model="tiny-base", **kwargs)
+    error = caught.value.body
+    assert caught.value.status_code == 400 and error["param"] == param and words in error["message"], error
+
+
+def test_a_call_is_parsed_and_streamed_as_openai_does(servers):
+    reply = ask(servers["tuned"], [ASK])
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert call.id.startswith("call_") and call.type == "function"
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Oslo"})
+
+    chunks = list(ask(servers["tuned"], [ASK], stream=True))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks)
+    deltas = [d for c in chunks for d in c.choices[0].delta.tool_calls or []]
+    assert content == "" and deltas[0].index == 0 and deltas[0].id.startswith("call_")
+    assert deltas[0].function.name == "get_weather" and all(d.index == 0 for d in deltas)
+    assert "".join(d.function.arguments or "" for d in deltas) == call.function.arguments
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_a_tool_result_in_the_history_is_answered(servers):
+    reply = ask(servers["tuned"], [ASK, CALL, RESULT]).choices[0]
+    assert reply.finish_reason == "stop" and not reply.message.tool_calls
+    assert reply.message.content == "12 degrees, rainy."
+    # tool_choice "none": nothing is read as a call, and the prompt lists no tools
+    plain = ask(servers["tuned"], [ASK], tool_choice="none").choices[0]
+    assert not plain.message.tool_calls and plain.finish_reason in ("stop", "length")
+
+
+def call_rate(server: ModelServer, held_out) -> tuple[float, list]:
+    hits, misses = 0, []
+    for messages, expected in expected_calls(held_out):
+        message = ask(server, messages).choices[0].message
+        calls = [(c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []]
+        hit = calls == [(expected["name"], expected["arguments"])]
+        hits += hit
+        if not hit:
+            misses.append((messages[0]["content"], message.content, calls))
+    return hits / len(expected_calls(held_out)), misses
+
+
+def test_the_tuned_model_calls_the_right_function_with_the_right_arguments(servers, tool_set):
+    _, held_out = tool_set
+    tuned, misses = call_rate(servers["tuned"], held_out)
+    base, _ = call_rate(servers["base"], held_out)
+    assert tuned >= 0.8 and base <= 0.05, (tuned, base, misses[:5])
