@@ -1,0 +1,78 @@
+"""Tool calls in the Chat tab in a real browser: the session's tool-tuned job (the `tool_job`
+fixture, SFT-LoRA on the generated tool set) is chatted with, a function is defined in the tools
+box, the model's call shows as a call, the result typed in the message box is sent as the tool's
+result, and the model answers from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.chat_ui import choose, set_slider
+from tests.browser_helpers import shot, studio_running, wait_until
+from trainer.data.tool_set import TOOLS
+from trainer.jobs import JobStore
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not Path("/usr/bin/chromium").exists():
+    pytest.skip("Debian's chromium is not installed (make chromium)", allow_module_level=True)
+
+pytestmark = pytest.mark.timeout(1200)  # the tool_job fixture may train first (minutes)
+TUNED_NAME = "tool-caller"
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, tool_job):
+    from tests.test_browser_vl import enter_finished_job
+
+    workdir = tmp_path_factory.mktemp("tools-studio")
+    enter_finished_job(JobStore(workdir), tool_job, TUNED_NAME)
+    with studio_running(workdir) as server:
+        yield server
+
+
+def bubbles(page) -> list[str]:
+    return page.evaluate("[...document.querySelectorAll('#chat-bot-a .message-content, #chat-bot-a .title')]"
+                         ".map(e => e.textContent)")
+
+
+def test_a_tool_call_is_shown_answered_and_followed(studio):
+    with playwright_api.sync_playwright() as p:
+        from tests.browser_helpers import launch_browser
+
+        browser = launch_browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(studio.url)
+        page.get_by_role("tab", name="Chat").click()
+        choose(page, "chat-model-a", TUNED_NAME)
+        page.click("#chat-load-a")
+        page.wait_for_function("() => document.querySelector('#chat-status-a')?.textContent.includes('Loaded')",
+                               timeout=300_000)
+        page.locator("#chat-settings").get_by_text("System prompt and sampling").click()
+        set_slider(page, "chat-temperature", 0)
+        set_slider(page, "chat-max-tokens", 64)
+        page.locator("#chat-tools-box").get_by_text("Tools").first.click()
+        page.locator("#chat-tools textarea").fill("[not json")
+        page.locator("#chat-input textarea").fill("What is the weather in Oslo?")
+        page.click("#chat-send")
+        wait_until(lambda: any("the tools box is not valid JSON" in b for b in bubbles(page)), 60, "the refusal")
+
+        page.click("#chat-clear")
+        page.locator("#chat-tools textarea").fill(json.dumps(list(TOOLS)))
+        page.locator("#chat-input textarea").fill("What is the weather in Oslo?")
+        page.click("#chat-send")
+        wait_until(lambda: any("🔧 get_weather" in b for b in bubbles(page)), 120, "the call")
+        page.locator("#chat-send").wait_for(state="visible")
+        assert any('"city"' in b for b in bubbles(page)), bubbles(page)
+        shot(page, "tools-call")
+
+        page.locator("#chat-input textarea").fill('{"degrees": 12, "sky": "rainy"}')
+        page.click("#chat-send")
+        wait_until(lambda: any("12 degrees, rainy." in b for b in bubbles(page)), 120, "the answer")
+        page.locator("#chat-send").wait_for(state="visible")
+        assert any("↩ get_weather" in b for b in bubbles(page)), bubbles(page)
+        shot(page, "tools-answered")
+        browser.close()
