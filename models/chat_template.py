@@ -6,7 +6,9 @@ config's `model.template`; a job's output ships the template it was trained with
 `conversation_segments` renders the whole conversation once and finds each assistant reply in it,
 which tells apart the text the model must learn to produce (assistant replies and their end marker)
 from the text it only reads (system, user turns, role headers, generation prompts), for any
-template, including ones that do not render a conversation incrementally.
+template, including ones that do not render a conversation incrementally. A conversation with
+tools is given to a template that renders them, or folded into plain turns in the studio's layout
+(models/tool_calls.py); an assistant message's calls are learned with its text.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+
+import jinja2
+
+from models.tool_calls import ToolCall, fold_tools, uses_tools
 
 # `<|begin_of_sentence|>{system}\nUser: {q}\nAssistant: {a}<|end_of_sentence|>` — the format of
 # ERNIE 4.5's non-thinking chat template, used by the built-in models and as the fallback for a
@@ -98,9 +104,40 @@ class TemplateError(ValueError):
     """The chat template renders a conversation in a way that cannot be split into turns."""
 
 
-def render(tokenizer, messages: list[dict], add_generation_prompt: bool, **template_kwargs) -> str:
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool, tools: list | None = None,
+           **template_kwargs) -> str:
+    """The template's text of a conversation. Tools (`tools`, assistant `tool_calls`, `tool`
+    messages) go to a template that renders them; for one that does not, they are folded into
+    plain turns in the studio's layout (models/tool_calls.py)."""
+    if uses_tools(messages, tools):
+        if renders_tools(tokenizer):
+            template_kwargs["tools"] = tools or None
+        else:
+            messages = fold_tools(messages, tools)
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
                                          **template_kwargs)
+
+
+_PROBE_NAME, _PROBE_RESULT = "studio_probe_function", "studio probe result"
+_renders_tools: dict[str, bool] = {}
+
+
+def renders_tools(tokenizer) -> bool:
+    """Whether the chat template writes a tool list, an assistant's tool calls and tool results
+    itself (ERNIE-4.5-21B-A3B-Thinking's does): told by rendering a probe conversation, once per
+    template."""
+    template = str(tokenizer.chat_template or "")
+    if template not in _renders_tools:
+        call = ToolCall(_PROBE_NAME, "{}", "probe-call")
+        probe = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [call.to_openai()]},
+                 {"role": "tool", "tool_call_id": "probe-call", "content": _PROBE_RESULT}]
+        listed = [{"type": "function", "function": {"name": _PROBE_NAME + "listed"}}]
+        try:
+            text = tokenizer.apply_chat_template(probe, tools=listed, tokenize=False, add_generation_prompt=False)
+        except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError):
+            text = ""  # a template that trips over a tool message or a call knows no tools
+        _renders_tools[template] = all(part in text for part in (_PROBE_NAME + "listed", _PROBE_NAME, _PROBE_RESULT))
+    return _renders_tools[template]
 
 
 # Stands in for one assistant reply, to find where the template writes that reply. It keeps a
@@ -110,6 +147,11 @@ _SENTINEL = "\x00reply\x00"
 
 def _stand_in(content: str) -> str:
     return f"{THINK_OPEN}\n{_SENTINEL}\n{THINK_CLOSE}\n{_SENTINEL}" if THINK_CLOSE in content else _SENTINEL
+
+
+def _swapped(message: dict) -> dict:
+    """The assistant message with a stand-in for all it says: its text and its tool calls."""
+    return {"role": "assistant", "content": _stand_in(message.get("content") or "")}
 
 
 def _common_prefix(a: str, b: str) -> int:
@@ -141,7 +183,7 @@ def _reply_span(tokenizer, messages: list[dict], i: int, full: str, generation: 
     follows it is learned); it ends with the template's end-of-turn marker, and anything the
     template appends after that (a generation prompt some templates always write) is not learned.
     """
-    swapped = [dict(m, content=_stand_in(m["content"])) if j == i else m for j, m in enumerate(messages)]
+    swapped = [_swapped(m) if j == i else m for j, m in enumerate(messages)]
     other = render(tokenizer, swapped, add_generation_prompt=generation, **template_kwargs)
     begin = _common_prefix(full, other)
     common_tail = _common_prefix(full[begin:][::-1], other[begin:][::-1])
@@ -169,7 +211,7 @@ def conversation_segments(tokenizer, messages: list[dict], trainable: list[bool]
     thinking template keeps reasoning only after the last question). `messages` are `{"role",
     "content"}` dicts; `trainable[i]` says whether assistant message i is learned (ERNIEKit's
     per-turn `label`); by default every assistant turn is. `template_kwargs` reach the template
-    (`enable_thinking`).
+    (`enable_thinking`, `tools`).
     """
     generation = bool(messages) and messages[-1]["role"] != "assistant"
     full = render(tokenizer, messages, add_generation_prompt=generation, **template_kwargs)

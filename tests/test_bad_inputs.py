@@ -37,6 +37,17 @@ def parquet_bytes(tmp_path) -> bytes:
     return path.read_bytes()
 
 
+def tool_row(name: str = "get_weather", arguments: str = '{"city": "Oslo"}', result_id: str | None = "c1",
+             tools: list | None = None) -> str:
+    """A messages row that asks for the weather through a tool call, with one thing changed."""
+    result = {"role": "tool", "content": "rain"} | ({"tool_call_id": result_id} if result_id else {})
+    return json.dumps({"tools": tools or [{"type": "function", "function": {"name": "get_weather"}}], "messages": [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                                              "function": {"name": name, "arguments": arguments}}]},
+        result, {"role": "assistant", "content": "Rain."}]})
+
+
 # -- datasets: `python -m trainer data check FILE --json` ---------------------------------------------
 
 # (file name, content, (line, field, words in the message)); line 0 is the file as a whole
@@ -94,6 +105,27 @@ DATASETS = [
                  id="csv-duplicate-column"),
     pytest.param("d.csv", b"instruction,output\n\"never closed,x\n", (2, "", "malformed CSV"), id="csv-open-quote"),
     pytest.param("d.parquet", jsonl(GOOD), (0, "", "not a readable Parquet file"), id="jsonl-named-parquet"),
+    # function calling: tools, calls and their results
+    pytest.param("d.jsonl", jsonl(GOOD, tool_row(name="get_time")),
+                 (2, "messages[1].tool_calls[0].function.name", "calls function 'get_time', which the row's tools do "
+                                                                "not declare (declared: get_weather)"),
+                 id="call-to-undeclared-function"),
+    pytest.param("d.jsonl", jsonl(tool_row(arguments="{'city': 'Oslo'}")),
+                 (1, "messages[1].tool_calls[0].function.arguments", "the arguments (a JSON object) is not valid JSON"),
+                 id="arguments-not-json"),
+    pytest.param("d.jsonl", jsonl(tool_row(result_id="c2")),
+                 (1, "messages[2].tool_call_id", "no call awaiting a result has id 'c2' (awaiting: 'c1')"),
+                 id="result-with-no-matching-call"),
+    pytest.param("d.jsonl", jsonl(tool_row(result_id=None)),
+                 (1, "messages[2].tool_call_id", "the calls awaiting results have ids ('c1')"),
+                 id="tool-message-without-tool-call-id"),
+    pytest.param("d.jsonl", jsonl(tool_row(tools=[{"type": "function", "function": {"parameters": {}}}])),
+                 (1, "tools[0].function.name", "required field is missing"), id="tools-entry-without-name"),
+    pytest.param("d.json", json.dumps([{"tools": "[]", "conversations": [
+        {"from": "human", "value": "Time?"}, {"from": "function_call", "value": "get_time()"},
+        {"from": "observation", "value": "9:00"}, {"from": "gpt", "value": "Nine."}]}]).encode(),
+                 (1, "conversations[1].value", "the function call ({\"name\", \"arguments\"}, or a list of them) is "
+                                               "not valid JSON"), id="sharegpt-function-call-not-json"),
 ]
 
 

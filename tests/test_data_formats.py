@@ -112,9 +112,8 @@ def test_messages_errors():
         "d.jsonl:12: field 'messages[1].content': empty assistant turn"]
     assert issues_of({"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "a"}]},
                      "messages") == ["d.jsonl:12: field 'messages[0].content': empty user turn"]
-    assert issues_of({"messages": [user, {"role": "tool", "content": "x"}]}, "messages") == [
-        "d.jsonl:12: field 'messages[1].role': unknown role 'tool'; expected system, user or assistant; "
-        "tool calls are not supported"]
+    assert issues_of({"messages": [user, {"role": "robot", "content": "x"}]}, "messages") == [
+        "d.jsonl:12: field 'messages[1].role': unknown role 'robot'; expected system, user, assistant or tool"]
     assert issues_of({"messages": [user, user, {"role": "assistant", "content": "a"}]}, "messages") == [
         "d.jsonl:12: field 'messages[1].role': expected an assistant turn here, got user: user and assistant "
         "turns must alternate, starting with user (after an optional system turn)"]
@@ -142,10 +141,10 @@ def test_messages_label_marks_untrained_turns():
 def test_sharegpt_accepts_user_assistant_and_checks_roles():
     row = {"conversations": [{"from": "user", "value": "q"}, {"from": "assistant", "value": "a"}]}
     assert convert(row, "sharegpt").messages == [Turn(U, "q"), Turn(A, "a")]
-    row = {"conversations": [{"from": "human", "value": "q"}, {"from": "function_call", "value": "{}"}]}
+    row = {"conversations": [{"from": "human", "value": "q"}, {"from": "function", "value": "{}"}]}
     assert issues_of(row, "sharegpt") == [
-        "d.jsonl:12: field 'conversations[1].from': unknown role 'function_call'; expected human, gpt or system "
-        "(or user, assistant); tool calls are not supported"]
+        "d.jsonl:12: field 'conversations[1].from': unknown role 'function'; expected human, gpt, function_call, "
+        "observation or system (or user, assistant)"]
 
 
 def test_preference_errors_with_line_numbers(tmp_path):
@@ -310,7 +309,8 @@ def test_cli_file_level_errors_and_usage(tmp_path, capsys):
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="no shared demo datasets here")
 @pytest.mark.parametrize("name, format", [("alpaca_en_demo.json", "alpaca"), ("dpo_en_demo.json", "sharegpt_dpo"),
-                                          ("identity.json", "alpaca"), ("mllm_demo.json", "messages")])
+                                          ("identity.json", "alpaca"), ("mllm_demo.json", "messages"),
+                                          ("glaive_toolcall_en_demo.json", "sharegpt")])
 def test_shared_demo_datasets(name, format):
     path = SHARED / name
     if not path.is_file():

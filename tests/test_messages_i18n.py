@@ -30,7 +30,9 @@ from trainer.schema import SECTIONS
 # Names of data fields, role spellings and schema values a Chinese message keeps as they are
 DATA_NAMES = {"role", "content", "from", "value", "system", "user", "assistant", "human", "gpt", "chosen",
               "rejected", "response", "sort", "instruction", "input", "output", "history", "conversations",
-              "label", "path", "format", "probability", "is_system", "erniekit", "alpaca", "sharegpt", "images"}
+              "label", "path", "format", "probability", "is_system", "erniekit", "alpaca", "sharegpt", "images",
+              "tool", "tools", "tool_calls", "tool_call_id", "function", "function_call", "observation", "id", "type",
+              "name", "arguments", "parameters", "description"}
 # Fields shown as they are: what a library said (json, csv, yaml, pyarrow, re), a command to run
 LIBRARY_FIELDS = {"error", "problem", "command"}
 
@@ -148,6 +150,18 @@ def config_messages(tmp_path) -> list:
 
 GOOD_TURNS = [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "您好"}]
 # (format, row): rows that reach every check of the formats
+TOOLS = [{"type": "function", "function": {"name": "查天气"}}]
+ASK, REPLY = {"role": "user", "content": "问"}, {"role": "assistant", "content": "答"}
+RESULT = {"role": "tool", "tool_call_id": "c_1", "content": "晴"}
+
+
+def call(name: str, arguments: str) -> dict:
+    return {"role": "assistant", "tool_calls": [{"id": "c_1", "type": "function",
+                                                 "function": {"name": name, "arguments": arguments}}]}
+
+
+CALL = call("查天气", "{}")
+
 BAD_ROWS = [
     ("erniekit", {"src": ["问", "问"], "tgt": ["答"], "label": [1, 1, 2]}),
     ("erniekit", {"src": [], "tgt": "答"}),
@@ -191,6 +205,26 @@ BAD_ROWS = [
     ("sharegpt_dpo", {"conversations": [{"from": "human", "value": "问"}], "chosen": {"from": "gpt", "value": "甲"}}),
     ("messages", [1, 2]),
     ("messages", None),
+    # function calling (trainer/data/tool_rows.py)
+    ("messages", {"tools": "[", "messages": GOOD_TURNS}),
+    ("messages", {"tools": 5, "messages": GOOD_TURNS}),
+    ("messages", {"tools": [{"type": "检索"}, {"name": " "}, {"name": "查天气"}, {"name": "查天气", "parameters": 1}],
+                  "messages": GOOD_TURNS}),
+    ("messages", {"tools": TOOLS, "messages": [ASK, call("问路", "{}"), RESULT, REPLY]}),
+    ("messages", {"tools": TOOLS, "messages": [ASK, call("查天气", "{"), RESULT, REPLY]}),
+    ("messages", {"tools": TOOLS, "messages": [ASK, call("查天气", "[1]"), RESULT, REPLY]}),
+    ("messages", {"tools": TOOLS, "messages": [{**ASK, "tool_calls": call("查天气", "{}")["tool_calls"]}, REPLY]}),
+    ("messages", {"tools": TOOLS, "messages": [ASK, CALL, RESULT, CALL, RESULT, REPLY]}),
+    ("messages", {"tools": TOOLS, "messages": [ASK, CALL, REPLY]}),
+    ("messages", {"tools": TOOLS, "messages": [ASK, RESULT, REPLY]}),
+    ("messages", {"tools": TOOLS, "messages": [ASK, CALL, {**RESULT, "tool_call_id": "c_2"}, REPLY]}),
+    ("messages", {"tools": TOOLS, "messages": [ASK, CALL, {"role": "tool", "content": "晴"}, REPLY]}),
+    ("messages", {"tools": TOOLS, "messages": [ASK, CALL, {**RESULT, "name": "问路"}, REPLY]}),
+    ("messages", {"tools": TOOLS, "messages": [ASK, CALL, RESULT, ASK, REPLY]}),
+    ("sharegpt", {"tools": TOOLS, "conversations": [{"from": "human", "value": "问"},
+                                                    {"from": "function_call", "value": "{"}]}),
+    ("sharegpt", {"tools": TOOLS, "conversations": [{"from": "human", "value": "问"},
+                                                    {"from": "function_call", "value": "[]"}]}),
 ]
 
 # JSON files (named in the file's name) whose trouble is the file's own, beyond tests.test_bad_inputs
@@ -352,7 +386,8 @@ def test_no_message_site_is_a_plain_string():
     a note, a bad record or a read error is made in the modules that check config and data."""
     modules = ["trainer/config.py", "trainer/schema.py", "trainer/parallel.py", "trainer/preflight.py",
                "trainer/erniekit_import.py", "trainer/datasets.py", "trainer/data/readers.py", "trainer/data/rows.py",
-               "trainer/data/formats.py", "trainer/data/validate.py", "trainer/data/stats.py"]
+               "trainer/data/formats.py", "trainer/data/dialogue.py", "trainer/data/tool_rows.py",
+               "trainer/data/validate.py", "trainer/data/stats.py"]
     # the argument that holds the message, by what is called
     message_at = {"issue": 1, "BadRecord": 0, "ReadError": 1, "DataIssue": 3, "DataError": 1,
                   "UnknownFormatError": 1, "fail": 0, "expect": 1, "notes.append": 0}

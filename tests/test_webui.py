@@ -399,8 +399,7 @@ def test_data_views_name_file_line_and_field(ctx, tmp_path):
     frame = report.errors["value"]
     assert list(frame.columns) == ["File", "Line", "Field", "Problem"]
     assert frame.values.tolist()[2] == ["bad.jsonl", 4, "messages[0].role",
-                                        "unknown role 'robot'; expected system, user or assistant; tool calls are "
-                                        "not supported"]
+                                        "unknown role 'robot'; expected system, user, assistant or tool"]
     assert list(report.preview["OK"]) == ["✓", "✗", "✗", "✗"] and report.page_label == "Page 1 of 1"
     assert report.page == 0 and "**Rows** 1" in report.stats
     # a line that is not JSON shows as written, next to what is wrong with it

@@ -39,7 +39,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -76,13 +76,13 @@ class EvalRow:
 
     @property
     def messages(self) -> list[dict]:
-        return [{"role": turn.role, "content": turn.content} for turn in self.prompt]
+        return [turn.to_message() for turn in self.prompt]
 
     def scored_example(self):
         """The row as a training example whose only learned tokens are the reference's."""
         from trainer.data.rows import Example, Turn
 
-        turns = [Turn(turn.role, turn.content, False) for turn in self.prompt]
+        turns = [replace(turn, train=False) for turn in self.prompt]
         return Example([*turns, Turn("assistant", self.reference)], line=self.line, source=self.source)
 
 

@@ -222,7 +222,7 @@ def _cut(text: str) -> str:
 
 
 def _turns(messages) -> str:
-    return "\n".join(f"{m.role}: {m.content}" for m in messages)
+    return "\n".join(f"{m.role}: {m.text}" for m in messages)
 
 
 def preview_frame(dataset: Dataset, page: int, lang: str) -> pd.DataFrame:
@@ -243,7 +243,7 @@ def preview_frame(dataset: Dataset, page: int, lang: str) -> pd.DataFrame:
             if example.chosen is not None:
                 prompt, answers = turns, [example.chosen, example.rejected]
             else:
-                prompt, answers = turns[:-1], [turns[-1].content]
+                prompt, answers = turns[:-1], [turns[-1].text]
             thumbs = [images_cell(dataset.path.parent, example.images, item["line"])] if images else []
             rows.append([item["line"], "✓", _cut(example.system or ""), _cut(_turns(prompt)),
                          *(_cut(a) for a in answers), *thumbs])

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain, islice
 from typing import Iterator
 
 from ..messages import Message, plural
+from .dialogue import MESSAGES, SHAREGPT, Dialect, dialogue
 from .images import ImageContext
 from .readers import BadRecord, DataError, DataIssue, ReadError, Record, iter_records
 from .rows import Example, Row, Turn, check_labels, describe, system_turn
-from .vl_formats import attach_images, content_parts, convert_erniekit_vl
+from .tool_rows import tool_list
+from .vl_formats import attach_images, convert_erniekit_vl
 
 __all__ = [
     "FORMATS", "DETECT_ROWS", "FormatSpec", "Turn", "Example", "DataIssue", "DataError", "ReadError",
@@ -59,16 +61,20 @@ FORMATS: dict[str, FormatSpec] = {
         FormatSpec("alpaca_dpo", "preference", ("instruction", "chosen", "rejected"),
                    ("input", "system", "history"),
                    "Alpaca preference: instruction (plus optional input) with a chosen and a rejected reply."),
-        FormatSpec("messages", "sft", ("messages",), ("system", "label", "images"),
-                   "OpenAI messages: a list of {role: system|user|assistant, content}, alternating "
+        FormatSpec("messages", "sft", ("messages",), ("system", "label", "images", "tools"),
+                   "OpenAI messages: a list of {role: system|user|assistant|tool, content}, alternating "
                    "user/assistant and ending with the assistant; content may be a list of text and "
-                   "image_url parts, or images lists the files of the text's <image> placeholders."),
+                   "image_url parts, or images lists the files of the text's <image> placeholders; an "
+                   "assistant may call the functions tools declares (tool_calls), each call answered by a "
+                   "tool message (tool_call_id)."),
         FormatSpec("messages_dpo", "preference", ("messages", "chosen", "rejected"), ("system",),
                    "OpenAI messages preference: messages is the prompt (ending with a user turn); chosen "
                    "and rejected are replies, as strings or {role: assistant, content}."),
-        FormatSpec("sharegpt", "sft", ("conversations",), ("system", "images"),
+        FormatSpec("sharegpt", "sft", ("conversations",), ("system", "images", "tools"),
                    "ShareGPT: conversations is a list of {from: human|gpt|system, value}, alternating "
-                   "human/gpt and ending with gpt; images lists the files of the <image> placeholders."),
+                   "human/gpt and ending with gpt; images lists the files of the <image> placeholders; a "
+                   "function_call turn (JSON {name, arguments}) calls a function tools declares, and "
+                   "observation turns give the results."),
         FormatSpec("sharegpt_dpo", "preference", ("conversations", "chosen", "rejected"), ("system",),
                    "ShareGPT preference (LLaMA-Factory): conversations is the prompt, ending with human; "
                    "chosen and rejected are {from: gpt, value} replies."),
@@ -285,135 +291,42 @@ def _convert_alpaca_dpo(r: Row) -> Example | None:
     return _preference(r, prompt, chosen, rejected)
 
 
-@dataclass(frozen=True)
-class _Dialect:
-    """How a list-of-turns format spells its turns."""
-
-    key: str
-    role_key: str
-    content_key: str
-    roles: dict[str, str]  # spelling -> canonical role
-    expected: Message  # the role spellings it accepts
-    user_name: str
-    assistant_name: str
-
-    @property
-    def shape(self) -> str:
-        return f"{{{self.role_key}, {self.content_key}}}"
-
-
-_MESSAGES = _Dialect("messages", "role", "content", {"system": "system", "user": "user", "assistant": "assistant"},
-                     Message("format-roles-messages", system="system", user="user", assistant="assistant"),
-                     "user", "assistant")
-_SHAREGPT = _Dialect("conversations", "from", "value",
-                     {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
-                      "assistant": "assistant"},
-                     Message("format-roles-sharegpt", human="human", gpt="gpt", system="system", user="user",
-                             assistant="assistant"),
-                     "human", "gpt")
-
-
-def _a(word: str) -> Message:
-    """A role's name with its English article (Chinese has none)."""
-    return Message("word-an" if word.startswith("a") else "word-a", word=word)
-
-
-def _dialogue(r: Row, d: _Dialect, preference: bool) -> list[Turn] | None:
-    """The turns of a messages/conversations list, checked for roles, content and alternation."""
-    turns = system_turn(r)
-    items = r.get(d.key)
-    if items is None:
-        return None
-    if not isinstance(items, list):
-        r.issue(d.key, Message("format-turns-not-list", shape=d.shape, value=describe(items)))
-        return None
-    if not items:
-        r.issue(d.key, Message("format-turns-empty"))
-        return None
-    roles: list[str | None] = []
-    for i, item in enumerate(items):
-        name = f"{d.key}[{i}]"
-        if not isinstance(item, dict):
-            r.issue(name, Message("format-turn-not-object", shape=d.shape, value=describe(item)))
-            roles.append(None)
-            continue
-        raw_role = item.get(d.role_key)
-        role = d.roles.get(raw_role) if isinstance(raw_role, str) else None
-        if raw_role is None:
-            r.issue(f"{name}.{d.role_key}", Message("row-missing"))
-        elif role is None:
-            shown = repr(raw_role) if isinstance(raw_role, str) else describe(raw_role)
-            r.issue(f"{name}.{d.role_key}", Message("format-unknown-role", role=shown, expected=d.expected))
-        content = item.get(d.content_key)
-        if content is None:
-            r.issue(f"{name}.{d.content_key}", Message("row-missing"))
-        elif isinstance(content, list) and d is _MESSAGES:
-            content = content_parts(r, content, f"{name}.{d.content_key}")
-            if role and content is not None:
-                r.content(content, role, f"{name}.{d.content_key}")
-        else:
-            content = r.string(content, f"{name}.{d.content_key}")
-            if role:
-                r.content(content, role, f"{name}.{d.content_key}")
-        roles.append(role)
-        turns.append(Turn(role or "user", content if isinstance(content, str) else ""))
-    if r.issues:
-        return None
-    top_level_system = len(turns) > len(items)
-    position = 0
-    for i, role in enumerate(roles):
-        name = f"{d.key}[{i}].{d.role_key}"
-        if role == "system":
-            if top_level_system:
-                r.issue(name, Message("format-system-with-top", system="'system'"))
-            elif i != 0:
-                r.issue(name, Message("format-system-first"))
-            continue
-        expected = "user" if position % 2 == 0 else "assistant"
-        position += 1
-        if role != expected:
-            shown = {"user": d.user_name, "assistant": d.assistant_name}
-            r.issue(name, Message("format-alternate", expected=_a(shown[expected]), got=shown[role],
-                                  user=d.user_name, assistant=d.assistant_name))
+def _with_tools(d: Dialect, preference: bool):
+    """A messages/sharegpt row and its `tools`: a conversation to learn, or a prompt to answer."""
+    def convert(r: Row) -> Example | None:
+        listed = tool_list(r)
+        turns = dialogue(r, d, preference, listed[1] if listed is not None else None)
+        if turns is None or listed is None:
             return None
-    last = turns[-1].role
-    if preference and last != "user":
-        r.issue(d.key, Message("format-prompt-end", turn=_a(d.user_name), chosen="'chosen'", rejected="'rejected'"))
-    elif not preference and last != "assistant":
-        r.issue(d.key, Message("format-conversation-end", turn=_a(d.assistant_name),
-                               last=_a(d.user_name if last == "user" else last)))
-    return None if r.issues else turns
+        return Example(turns, tools=listed[0])
+    return convert
 
 
 def _convert_messages(r: Row) -> Example | None:
-    turns = _dialogue(r, _MESSAGES, preference=False)
+    example = _with_tools(MESSAGES, preference=False)(r)
     label = r.get("label", required=False)
-    if turns is None:
+    if example is None:
         return None
     if label is not None:
+        turns = example.messages
         assistants = [i for i, t in enumerate(turns) if t.role == "assistant"]
         flags = check_labels(r, label, len(assistants), "label", "assistant-turn")
         if flags is None:
             return None
         for i, flag in zip(assistants, flags):
-            turns[i] = Turn("assistant", turns[i].content, flag)
-    return Example(turns)
+            turns[i] = replace(turns[i], train=flag)
+    return example
 
 
-def _convert_dialogue_dpo(d: _Dialect):
+def _convert_dialogue_dpo(d: Dialect):
     def convert(r: Row) -> Example | None:
-        prompt = _dialogue(r, d, preference=True)
+        prompt = dialogue(r, d, preference=True)
         chosen = _reply(r, "chosen")
         rejected = _reply(r, "rejected")
         if prompt is None:
             return None
         return _preference(r, prompt, chosen, rejected)
     return convert
-
-
-def _convert_sharegpt(r: Row) -> Example | None:
-    turns = _dialogue(r, _SHAREGPT, preference=False)
-    return Example(turns) if turns is not None else None
 
 
 def _erniekit_prompt(r: Row) -> Example | None:
@@ -436,8 +349,8 @@ def _erniekit_prompt(r: Row) -> Example | None:
 _PROMPT_CONVERTERS = {
     "erniekit": _erniekit_prompt,
     "alpaca": lambda r: None if (turns := _alpaca_prompt(r)) is None else Example(turns),
-    "messages": lambda r: None if (turns := _dialogue(r, _MESSAGES, preference=True)) is None else Example(turns),
-    "sharegpt": lambda r: None if (turns := _dialogue(r, _SHAREGPT, preference=True)) is None else Example(turns),
+    "messages": _with_tools(MESSAGES, preference=True),
+    "sharegpt": _with_tools(SHAREGPT, preference=True),
 }
 
 _CONVERTERS = {
@@ -446,9 +359,9 @@ _CONVERTERS = {
     "alpaca": _convert_alpaca,
     "alpaca_dpo": _convert_alpaca_dpo,
     "messages": _convert_messages,
-    "messages_dpo": _convert_dialogue_dpo(_MESSAGES),
-    "sharegpt": _convert_sharegpt,
-    "sharegpt_dpo": _convert_dialogue_dpo(_SHAREGPT),
+    "messages_dpo": _convert_dialogue_dpo(MESSAGES),
+    "sharegpt": _with_tools(SHAREGPT, preference=False),
+    "sharegpt_dpo": _convert_dialogue_dpo(SHAREGPT),
     "erniekit_vl": convert_erniekit_vl,
 }
 

@@ -6,15 +6,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.tool_calls import ToolCall
+
 from ..messages import Message, plural
 from .readers import DataIssue
 
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    role: str  # 'system' | 'user' | 'assistant'
+    role: str  # 'system' | 'user' | 'assistant' | 'tool'
     content: str
     train: bool = True
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn's function calls
+    call_id: str | None = None  # a tool turn's: the id of the call it answers, where calls have ids
+
+    @property
+    def text(self) -> str:
+        """What the turn says, its calls as the studio's layout writes them (for previews)."""
+        return "\n".join(([self.content] if self.content else []) + [call.text() for call in self.tool_calls])
+
+    def to_message(self) -> dict:
+        """The turn as a chat template (and OpenAI's API) takes it."""
+        message = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = [call.to_openai() for call in self.tool_calls]
+        if self.call_id is not None:
+            message["tool_call_id"] = self.call_id
+        return message
 
 
 @dataclass(slots=True)
@@ -27,6 +45,13 @@ class Example:
     # image files (absolute, inside the dataset's folder) in the order of the `<image>`
     # placeholders (models/image_facts.IMAGE_PLACEHOLDER) in the turns' text
     images: tuple[str, ...] = ()
+    # the functions the assistant may call, each as OpenAI's {"type": "function", "function": {...}}
+    tools: tuple[dict, ...] = ()
+
+    @property
+    def template_kwargs(self) -> dict:
+        """What the chat template is given besides the messages."""
+        return {"tools": list(self.tools)} if self.tools else {}
 
     @property
     def kind(self) -> str:
@@ -41,7 +66,7 @@ class Example:
     def to_record(self) -> dict:
         """The row as paddleformers' `messages` reader takes it: SFT rows carry `label` (one 0/1
         per assistant turn); preference rows carry `chosen_response`/`rejected_response`."""
-        record: dict = {"messages": [{"role": t.role, "content": t.content} for t in self.messages]}
+        record: dict = {"messages": [t.to_message() for t in self.messages]}
         if self.chosen is not None:
             record["chosen_response"] = [{"role": "assistant", "content": self.chosen}]
             record["rejected_response"] = [{"role": "assistant", "content": self.rejected}]
@@ -49,6 +74,8 @@ class Example:
             record["label"] = [int(t.train) for t in self.messages if t.role == "assistant"]
         if self.images:
             record["images"] = list(self.images)
+        if self.tools:
+            record["tools"] = list(self.tools)
         return record
 
 

@@ -45,7 +45,7 @@ class EncodeReport:
 
 
 def conversation_of(example):
-    return [{"role": t.role, "content": t.content} for t in example.messages], [t.train for t in example.messages]
+    return [t.to_message() for t in example.messages], [t.train for t in example.messages]
 
 
 def token_length(tokenizer):
@@ -53,7 +53,7 @@ def token_length(tokenizer):
 
     def length(example) -> int:
         messages, trainable = conversation_of(example)
-        return len(encode_conversation(tokenizer, messages, trainable)[0])
+        return len(encode_conversation(tokenizer, messages, trainable, **example.template_kwargs)[0])
 
     return length
 
@@ -74,7 +74,7 @@ def _encode_within(tokenizer, example, limit: int, truncation: str):
     if truncation not in TRUNCATION_POLICIES:
         raise ValueError(f"data.truncation: expected one of {', '.join(TRUNCATION_POLICIES)}; got {truncation!r}")
     messages, trainable = conversation_of(example)
-    ids, learned = encode_conversation(tokenizer, messages, trainable)
+    ids, learned = encode_conversation(tokenizer, messages, trainable, **example.template_kwargs)
     if len(ids) <= limit:
         return messages, ids, learned, False
     if truncation == "skip_row":
@@ -84,7 +84,7 @@ def _encode_within(tokenizer, example, limit: int, truncation: str):
         if shorter is None:
             break
         messages, trainable = shorter
-        ids, learned = encode_conversation(tokenizer, messages, trainable)
+        ids, learned = encode_conversation(tokenizer, messages, trainable, **example.template_kwargs)
     return messages, ids, learned, True
 
 
