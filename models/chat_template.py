@@ -6,7 +6,9 @@ config's `model.template`; a job's output ships the template it was trained with
 `conversation_segments` renders the whole conversation once and finds each assistant reply in it,
 which tells apart the text the model must learn to produce (assistant replies and their end marker)
 from the text it only reads (system, user turns, role headers, generation prompts), for any
-template, including ones that do not render a conversation incrementally.
+template, including ones that do not render a conversation incrementally. A conversation with
+tools is given to a template that renders them, or folded into plain turns in the studio's layout
+(models/tool_calls.py); an assistant message's calls are learned with its text.
 """
 
 from __future__ import annotations
@@ -209,7 +211,7 @@ def conversation_segments(tokenizer, messages: list[dict], trainable: list[bool]
     thinking template keeps reasoning only after the last question). `messages` are `{"role",
     "content"}` dicts; `trainable[i]` says whether assistant message i is learned (ERNIEKit's
     per-turn `label`); by default every assistant turn is. `template_kwargs` reach the template
-    (`enable_thinking`).
+    (`enable_thinking`, `tools`).
     """
     generation = bool(messages) and messages[-1]["role"] != "assistant"
     full = render(tokenizer, messages, add_generation_prompt=generation, **template_kwargs)

@@ -185,6 +185,8 @@ KEPT_WORDS = {
     "safetensors", "TSV", "ID", "sqrt", "English",  # the language switch names each language in its own
     "PNG", "JPEG", "SVG", "PIL",  # image formats and the library that reads them
     "FastDeploy",  # the serving engine an export is deployed with
+    "BLEU", "ROUGE",  # the names of the evaluation metrics
+    "SimPO", "ORPO", "KTO", "log",  # the preference losses, named and written as their papers do
 }
 # Paths, file names, config keys, model names and numbers with units: anything with / . _ or a digit.
 _TECHNICAL = re.compile(r"\S*[/._\\\d]\S*")
@@ -196,3 +198,32 @@ def english_words(text: str, kept: set[str] = frozenset()) -> list[str]:
     allowed = KEPT_WORDS | set(kept)
     words = _WORD.findall(_TECHNICAL.sub(" ", text))
     return [w for w in words if w not in allowed and w.lower() not in {a.lower() for a in allowed}]
+
+
+def train_in_studio(workdir: Path, jobs: dict[str, dict], data: Path, limit_s: float = 300.0) -> list:
+    """Queue a job per name in `jobs` (the default model's sft-lora preset with that name's dotted-key
+    changes, on `data`) in the studio at `workdir`, let its scheduler train them, and return them
+    completed. The limit only catches a hang: each takes seconds."""
+    from models.registry import DEFAULT_MODEL, MODELS
+    from plumbing.files import tail_text
+    from trainer.config import from_dict, set_key, to_dict
+    from trainer.jobfiles import COMPLETED, FAILED, STOPPED
+    from trainer.jobs import JobStore
+
+    store = JobStore(workdir)
+    queued = []
+    for name, changes in jobs.items():
+        config: dict = {"model": {"name_or_path": DEFAULT_MODEL},
+                        "data": {"train": [{"path": str(data), "format": "messages"}]}}
+        for key, value in {**MODELS[DEFAULT_MODEL].presets["sft-lora"], **changes}.items():
+            set_key(config, key, value)
+        queued.append(store.create_job(to_dict(from_dict(config, local=False)), name=name))
+
+    def finished(job_id: str):
+        job = store.refresh(job_id)
+        return job.state in (COMPLETED, FAILED, STOPPED) and job
+
+    done = [wait_until(lambda: finished(job.id), limit_s, f"job {job.name} to finish") for job in queued]
+    for job in done:
+        assert job.state == COMPLETED, f"{job.error}\n{tail_text(job.paths.log, max_lines=40)}"
+    return done

@@ -91,6 +91,8 @@ BAD_CONFIGS = [
     {"data": TRAIN, "devices": {"device": "gpu", "gpu_ids": "0,1", "nproc": 1}},
     {"data": TRAIN, "finetuning": {"type": "full", "base_quant": "wint4/8", "base_quant_group_size": 64},
      "devices": {"device": "gpu", "gpu_ids": "0,1", "nproc": 2}, "gpu": {"tensor_parallel_degree": 2}},
+    {"data": TRAIN, "method": "dpo", "dpo": {"loss_type": "kto_pair", "reference_free": True, "simpo_gamma": 2}},
+    {"data": TRAIN, "method": "dpo", "dpo": {"loss_type": "orpo", "sft_loss_ratio": 1}},
     5,
 ]
 
@@ -114,9 +116,12 @@ ERNIEKIT_NOTES = {
     "device": "芯片",
 }
 ERNIEKIT_MORE_NOTES = [
-    {"stage": "DPO", "loss_type": "ipo", "lr_scheduler_type": "多项式", "evaluation_strategy": "每轮", "do_eval": True,
-     "device": "cpu", "bf16": True, "rslora": True},
+    {"stage": "DPO", "loss_type": "nca_pair", "lr_scheduler_type": "多项式", "evaluation_strategy": "每轮",
+     "do_eval": True, "device": "cpu", "bf16": True, "rslora": True},
     {"evaluation_strategy": "steps", "do_eval": True},
+    {"stage": "DPO", "loss_type": "or", "sft_loss_ratio": 0.5},
+    {"stage": "DPO", "loss_type": "or"},
+    {"stage": "DPO", "loss_type": "ipo", "pref_loss_ratio": 2, "sft_loss_ratio": 1},
 ]
 
 
@@ -325,7 +330,8 @@ def test_bad_configs_and_data_give_messages_with_no_english_in_chinese(tmp_path)
     (tmp_path / "d").mkdir()
     messages = config_messages(tmp_path / "c") + data_messages(tmp_path / "d")
     # and values the corpus gives in English: JSON literals, ERNIEKit's keys
-    names = DATA_NAMES | {spec.key for spec in C.iter_fields()} | set(SECTIONS) | {"nan", "true", "stage", "device"}
+    names = DATA_NAMES | {spec.key for spec in C.iter_fields()} | set(SECTIONS) | {"nan", "true", "stage", "device",
+                                                                                   "or"}  # ERNIEKit's orpo
     plain = [m for m in messages if not isinstance(m, Message)]
     assert not plain, plain
     for message in messages:

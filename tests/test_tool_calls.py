@@ -59,6 +59,8 @@ def test_messages_row_with_tools_calls_and_results():
                                                                             "arguments": {"city": "Oslo"}}}]},
         RESULT, ANSWER]}
     assert convert(bare, "messages") == example
+    # OpenAI's Responses API writes a tool flat, its type beside its name
+    assert convert({**ROW, "tools": [{"type": "function", **WEATHER["function"]}]}, "messages") == example
     record = example.to_record()
     assert record["tools"] == [WEATHER] and record["messages"][2] == {"role": "tool", "content": '{"sky": "rainy"}',
                                                                       "tool_call_id": "c1"}
@@ -258,6 +260,45 @@ def test_a_template_that_knows_tools_is_given_them_and_the_call_is_learned(tool_
     assert prompt.startswith('<tool_list>[{"type": "function", "function": {"name": "get_weather"')
 
 
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """The released ERNIE 4.5 tokenizer with its thinking template (which renders tools) and its
+    non-thinking one (which does not)."""
+    import shutil
+
+    from models.loader import load_tokenizer
+    from tests.test_chat_templates import REAL, checkpoint_with_template, released_template
+
+    if not REAL.is_dir():
+        pytest.skip("../shared/real_ernie is absent")
+    found = {}
+    for which in ("thinking", "non-thinking"):
+        into = checkpoint_with_template(REAL / "tokenizer", tmp_path_factory.mktemp(which), released_template(which))
+        shutil.copy(REAL / "ERNIE-4.5-0.3B-Base-PT" / "config.json", into / "config.json")
+        found[which] = load_tokenizer(into)
+    return found
+
+
+def test_the_released_thinking_template_renders_the_tools_and_the_call_is_learned(released):
+    tokenizer = released["thinking"]
+    assert renders_tools(tokenizer)
+    example = convert(ROW, "messages")
+    messages, trainable = conversation_of(example)
+    segments = conversation_segments(tokenizer, messages, trainable, **example.template_kwargs)
+    assert segments[0][0].endswith(
+        '<tool_list>\n[{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", '
+        '"parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]\n'
+        "</tool_list><|im_end|>\n\n<|im_start|>user\nWeather in Oslo?<|im_end|>\n\n<|im_start|>assistant\n")
+    assert segments[1] == ('\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>\n'
+                           "<|im_end|>", True)
+    assert segments[2] == ('\n\n<|im_start|>tool\n<tool_output>"{\\"sky\\": \\"rainy\\"}"</tool_output><|im_end|>'
+                           "\n\n<|im_start|>assistant\n<think>\n", False)
+    assert parse_tool_calls(segments[1][0]) == ("<|im_end|>", [ToolCall("get_weather", '{"city": "Oslo"}')])
+    assert not renders_tools(released["non-thinking"])
+    assert "<tool_list>\nget_weather(city: string) - Weather in a city\n</tool_list>" in \
+        render(released["non-thinking"], [ASK], add_generation_prompt=True, tools=[WEATHER])
+
+
 # -- the parser ----------------------------------------------------------------------------------------
 
 def test_parser_reads_calls_back_and_leaves_what_is_not_a_call():
@@ -271,3 +312,66 @@ def test_parser_reads_calls_back_and_leaves_what_is_not_a_call():
         assert parse_tool_calls(text) == (text, [])
     assert OSLO.to_openai() == {"id": "c1", "type": "function",
                                 "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+
+
+# -- the generated set, and learning it -------------------------------------------------------------
+
+TRAIN_ROWS, HELD_OUT_ROWS = 240, 30
+
+
+@pytest.fixture(scope="module")
+def tool_set(tmp_path_factory) -> tuple[Path, Path]:
+    return write_tool_set(tmp_path_factory.mktemp("tool-set"), TRAIN_ROWS, HELD_OUT_ROWS, seed=0)
+
+
+def test_the_generated_set_is_valid_balanced_and_holds_out_new_questions(tool_set, tmp_path):
+    train, held_out = tool_set
+    assert [validate_file(path).rows_valid for path in (train, held_out)] == [TRAIN_ROWS, HELD_OUT_ROWS]
+    asked = {json.dumps(messages) for messages, _ in expected_calls(train)}
+    held = expected_calls(held_out)
+    assert not any(json.dumps(messages) in asked for messages, _ in held)
+    assert [call["name"] for _, call in held[:3]] == ["get_weather", "convert", "calculate"]
+    for messages, call in held:  # every argument is in the question (an operation by its word)
+        words = {"add": "plus", "subtract": "minus", "multiply": "times"}
+        assert all(str(words.get(value, value)) in messages[0]["content"] for value in call["arguments"].values())
+    assert write_tool_set(tmp_path, TRAIN_ROWS, HELD_OUT_ROWS, seed=0)[0].read_bytes() == train.read_bytes()
+    assert json.loads(train.read_text().splitlines()[0])["tools"] == list(TOOLS)
+
+
+def test_sft_lora_learns_to_answer_a_question_with_a_tool_call(workdir, tiny_moe_dir, tool_set):
+    """In the time a test has (about 20 s of training on two CPU cores), the tiny MoE learns to
+    answer with a call: every held-out question gets a reply that opens one, which the untuned model
+    never writes. Whole calls to the right function take about 200 steps of 8 rows, and arguments
+    copied from the question are beyond LoRA on its random weights (docs/function_calling.md)."""
+    from models.chat_engine import ChatEngine
+
+    train, held_out = tool_set
+    untuned = call_accuracy(ChatEngine.load(str(tiny_moe_dir)), held_out)
+    assert untuned["opened"] == 0 and untuned["accuracy"] <= 0.05, untuned["replies"][:3]
+    job_dir = workdir / "jobs" / "tool-calls"
+    config = example_config("tiny_sft_lora.yaml", **{
+        "data.train": [{"path": str(train), "format": "messages"}], "optim.max_steps": 60,
+        "optim.per_device_batch_size": 4, "optim.lr_scheduler": "constant", "logging.logging_steps": 10,
+        "optim.learning_rate": 5e-3})
+    result = run_trainer(config, job_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    tuned = call_accuracy(ChatEngine.load(str(job_dir / "output")), held_out)
+    print({key: value for key, value in tuned.items() if key != "replies"})
+    assert tuned["opened"] >= 0.8, tuned["replies"][:5]
+
+
+# -- LLaMA-Factory's glaive demo -------------------------------------------------------------------------
+
+@pytest.mark.skipif(not GLAIVE.is_file(), reason="../shared/datasets/glaive_toolcall_en_demo.json is absent")
+def test_the_glaive_demo_is_read_whole_and_its_calls_are_learned_as_written(tiny_tokenizer):
+    from trainer.data.formats import iter_examples
+
+    report = validate_file(GLAIVE)
+    assert (report.format, report.rows_total, report.rows_invalid) == ("sharegpt", 300, 0)
+    examples = list(iter_examples(GLAIVE))
+    assert sum(len(turn.tool_calls) for example in examples for turn in example.messages) == 211
+    assert sum(bool(example.tools) for example in examples) == 191
+    calling = [example for example in examples if any(turn.tool_calls for turn in example.messages)]
+    for example in calling[:20]:
+        taught = parse_tool_calls("".join(learned(tiny_tokenizer, example)))[1]
+        assert taught == [call for turn in example.messages for call in turn.tool_calls]

@@ -22,7 +22,7 @@ import yaml
 from plumbing.files import atomic_write_text
 from trainer.jobfiles import JobPaths
 from trainer.parallel import layout_problems
-from trainer import quantized_base
+from trainer import dpo_losses, quantized_base
 from trainer.preflight import local_problems
 from trainer.messages import Message
 from trainer.schema import (
@@ -336,6 +336,7 @@ def _cross_checks(v: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(("moe.freeze_router", Message("config-freeze-router-lora", key="moe.freeze_router")))
     out += layout_problems(v)
     out += quantized_base.config_problems(v)
+    out += dpo_losses.config_problems(v)
     if have("finetuning.lora.target_modules"):
         modules = v["finetuning.lora.target_modules"]
         if not modules:

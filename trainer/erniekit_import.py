@@ -199,12 +199,8 @@ def convert_erniekit(src: dict) -> tuple[dict, list[str], list[str]]:
             set_key(out, "optim.lr_scheduler", "cosine")
             notes.append(Message("import-note-scheduler", value=repr(scheduler)))
 
-    if dpo and "loss_type" in src_all:
-        used.add("loss_type")
-        if src_all["loss_type"] == "sigmoid":
-            set_key(out, "dpo.loss_type", "sigmoid")
-        else:
-            notes.append(Message("import-note-loss", value=repr(src_all["loss_type"])))
+    if dpo:
+        _preference_loss(src_all, out, used, notes)
 
     for kind in ("train", "eval"):
         for suffix in ("path", "type", "prob"):
@@ -229,6 +225,57 @@ def convert_erniekit(src: dict) -> tuple[dict, list[str], list[str]]:
     if problems:
         raise ConfigError(problems)
     return out, unmapped, notes
+
+
+# ERNIEKit's loss_type values (paddleformers' DPO criterion's names) -> ours; its sppo_hard, nca_pair and
+# dpop have no equivalent here
+_LOSSES = {"sigmoid": "sigmoid", "ipo": "ipo", "kto_pair": "kto_pair", "simpo": "simpo", "hinge": "hinge",
+           "or": "orpo"}
+
+
+def _ratio(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _preference_loss(src: dict, out: dict, used: set, notes: list) -> None:
+    """loss_type and its options. ERNIEKit's loss is pref_loss_ratio x the preference loss +
+    sft_loss_ratio x the SFT loss, ours weighs the preference loss 1: the ratios carry over as one
+    (the same objective, scaled), and its `or` (the odds-ratio loss alone) becomes orpo, the SFT loss
+    + dpo.beta x the odds-ratio loss."""
+    given = src.get("loss_type", "sigmoid")
+    loss = _LOSSES.get(given) if isinstance(given, str) else None
+    if loss is None:
+        notes.append(Message("import-note-loss", value=repr(given)))
+        loss = "sigmoid"
+    used.add("loss_type")
+    set_key(out, "dpo.loss_type", loss)
+    if "reference_free" in src:
+        used.add("reference_free")
+        set_key(out, "dpo.reference_free", src["reference_free"])
+    if "simpo_gamma" in src:
+        used.add("simpo_gamma")  # only simpo reads it, there as here
+        if loss == "simpo":
+            set_key(out, "dpo.simpo_gamma", src["simpo_gamma"])
+    pref, sft = _ratio(src.get("pref_loss_ratio", 1.0)), _ratio(src.get("sft_loss_ratio", 0.0))
+    if pref is None or pref <= 0 or sft is None or sft < 0:
+        # left for validation to name (sft_loss_ratio) or listed as not imported (pref_loss_ratio)
+        if "sft_loss_ratio" in src:
+            used.add("sft_loss_ratio")
+            set_key(out, "dpo.sft_loss_ratio", src["sft_loss_ratio"])
+        return
+    used.update({"pref_loss_ratio", "sft_loss_ratio"})
+    if loss == "orpo":
+        if sft > 0:
+            notes.append(Message("import-note-orpo", value=repr(given), pref=_show(pref), sft=_show(sft),
+                                 beta=f"{pref / sft:g}"))
+        else:
+            notes.append(Message("import-note-orpo-alone", value=repr(given), beta=_show(pref)))
+        set_key(out, "dpo.beta", pref / sft if sft > 0 else pref)
+        return
+    if pref != 1:
+        notes.append(Message("import-note-pref-ratio", pref=_show(pref), ratio=f"{sft / pref:g}"))
+    if sft:
+        set_key(out, "dpo.sft_loss_ratio", sft / pref)
 
 
 def _evaluation(src: dict, out: dict, used: set, notes: list[str]) -> None:

@@ -19,6 +19,7 @@ from models.checkpoints import adapter_base, is_adapter, read_model_config
 from models.memory import Estimate, Training, architecture, estimate, inventory
 from models.registry import MODELS, resolve_model_dir
 from trainer.config import RunConfig
+from trainer.dpo_losses import uses_reference
 from trainer.parallel import layout
 
 SHARDING_STAGES = {"none": 0, "stage1": 1, "stage2": 2, "stage3": 3}
@@ -62,7 +63,8 @@ def training(cfg: RunConfig, config: dict) -> Training:
     return Training(
         batch_size=cfg.optim.per_device_batch_size, seq_len=cfg.data.max_seq_len, precision=cfg.precision,
         device=cfg.devices.device, lora_rank=cfg.finetuning.lora.rank if lora else 0, adapted=adapted,
-        frozen=tuple(frozen), reference_model=cfg.method == "dpo" and not lora, dense_mask=cfg.method == "dpo",
+        frozen=tuple(frozen), reference_model=cfg.method == "dpo" and not lora and uses_reference(cfg.dpo),
+        dense_mask=cfg.method == "dpo",
         gradient_accumulation=cfg.optim.gradient_accumulation_steps,
         tensor_parallel=grid.tensor if gpu else 1, pipeline_parallel=grid.pipeline if gpu else 1,
         expert_parallel=cfg.gpu.expert_parallel_degree if gpu else 1,

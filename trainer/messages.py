@@ -220,6 +220,19 @@ CATALOGUE: dict[str, dict[str, str]] = {
                           "finetuning.base_quant {width} to hold that base in low bit",
                           "{key}：{path} 是量化检查点（{width}）；训练需要全精度权重：请在它所源自的全精度检查点上训练，"
                           "并设 finetuning.base_quant 为 {width}，以低比特保存该基座"),
+    # -- the preference losses of a DPO run (trainer/dpo_losses.py)
+    "dpo-gamma-not-simpo": _m("{key}: SimPO's target margin; dpo.loss_type {loss} does not use it; choose simpo or "
+                              "set it back to {default}",
+                              "{key}：这是 SimPO 的目标间隔；dpo.loss_type {loss} 不使用它；请选择 simpo，或将其改回 "
+                              "{default}"),
+    "dpo-reference-free-kto": _m("{key}: {loss} takes its divergence terms against the reference model, and "
+                                 "paddleformers has no reference-free {loss}; turn it off or use sigmoid, ipo or hinge",
+                                 "{key}：{loss} 的散度项要相对参考模型计算，paddleformers 没有无参考模型的 {loss}；"
+                                 "请关闭此项，或使用 sigmoid、ipo 或 hinge"),
+    "dpo-sft-ratio-orpo": _m("{key}: the orpo loss holds the chosen replies' SFT loss already, at weight 1 "
+                             "(dpo.beta weighs its odds-ratio term); set it to 0",
+                             "{key}：orpo 损失已包含所选回答的 SFT 损失，权重为 1（dpo.beta 是其优势比项的权重）；"
+                             "请设为 0"),
     "import-note-gpu-layout": _m("ERNIEKit takes its GPUs from CUDA_VISIBLE_DEVICES, not from the file; its degrees "
                                  "(tensor {tensor} x pipeline {pipeline} x sharding {sharding}) need {n} processes, "
                                  "so devices.nproc is {nproc} on GPUs {ids}; change them to the GPUs you train on",
@@ -281,8 +294,25 @@ CATALOGUE: dict[str, dict[str, str]] = {
                                "lr_scheduler_type constant_with_warmup 已改为 constant（warmup_steps 仍然生效）"),
     "import-note-scheduler": _m("lr_scheduler_type {value} is not supported here; optim.lr_scheduler is cosine",
                                 "此处不支持 lr_scheduler_type {value}；optim.lr_scheduler 设为 cosine"),
-    "import-note-loss": _m("loss_type {value} is not supported here; dpo.loss_type is sigmoid",
-                           "此处不支持 loss_type {value}；dpo.loss_type 设为 sigmoid"),
+    "import-note-loss": _m("loss_type {value} is not offered here (ERNIE Studio offers sigmoid, ipo, kto_pair, "
+                           "simpo, orpo and hinge); dpo.loss_type is sigmoid",
+                           "此处不提供 loss_type {value}（ERNIE Studio 提供 sigmoid、ipo、kto_pair、simpo、orpo 和 "
+                           "hinge）；dpo.loss_type 设为 sigmoid"),
+    "import-note-orpo": _m("loss_type {value}: ERNIEKit's loss is pref_loss_ratio × the odds-ratio loss + sft_loss_ratio × "
+                           "the SFT loss, and orpo here is the SFT loss + dpo.beta × the odds-ratio loss, so dpo.beta "
+                           "is {pref} / {sft} = {beta} (the same objective divided by sft_loss_ratio)",
+                           "loss_type {value}：ERNIEKit 的损失为 pref_loss_ratio × 优势比损失 + sft_loss_ratio × SFT 损失，"
+                           "而此处的 orpo 为 SFT 损失 + dpo.beta × 优势比损失，因此 dpo.beta 为 {pref} / {sft} = "
+                           "{beta}（即同一目标除以 sft_loss_ratio）"),
+    "import-note-orpo-alone": _m("loss_type {value} without sft_loss_ratio trains the odds-ratio loss alone; orpo here "
+                                 "adds the chosen replies' SFT loss at weight 1, with dpo.beta = pref_loss_ratio = "
+                                 "{beta}", "不带 sft_loss_ratio 的 loss_type {value} 只训练优势比损失；此处的 orpo 还加入"
+                                           "所选回答的 SFT 损失（权重为 1），dpo.beta = pref_loss_ratio = {beta}"),
+    "import-note-pref-ratio": _m("pref_loss_ratio {pref}: the preference loss has weight 1 here, so "
+                                 "dpo.sft_loss_ratio is sft_loss_ratio / pref_loss_ratio = {ratio} (the same "
+                                 "objective divided by pref_loss_ratio)",
+                                 "pref_loss_ratio {pref}：此处偏好损失的权重为 1，因此 dpo.sft_loss_ratio 为 "
+                                 "sft_loss_ratio / pref_loss_ratio = {ratio}（即同一目标除以 pref_loss_ratio）"),
     "import-note-dataset-type": _m("{key} {value} for {path} is not an ERNIEKit format we know; its format is "
                                    "detected from the file (format: auto)",
                                    "{path} 的 {key} {value} 不是已知的 ERNIEKit 格式；将从文件自动识别格式（格式：auto）"),

@@ -20,6 +20,8 @@ from models.quant_spec import GROUP_SIZES, WIDTHS
 from trainer.data.formats import FORMATS
 
 DATA_FORMATS = ("auto", *FORMATS)
+# the preference losses a DPO run offers (trainer/dpo_losses.py, docs/dpo.md)
+DPO_LOSSES = ("sigmoid", "ipo", "kto_pair", "simpo", "orpo", "hinge")
 
 
 def _opt(default: Any, help: str, *, label: str = "", choices: tuple = (), minimum: float | None = None,
@@ -104,11 +106,29 @@ class FinetuningSection:
 
 @dataclass
 class DpoSection:
-    beta: float = _opt(0.1, "DPO beta: how far the policy may move from the reference model.",
+    beta: float = _opt(0.1, "DPO beta: how far the policy may move from the reference model (the scale of the "
+                       "margin in every loss; for orpo the weight of the odds-ratio loss).",
                        label="DPO beta", minimum=0, min_exclusive=True,
                        depends_on=("method", "dpo"))
-    loss_type: str = _opt("sigmoid", "DPO loss.", label="DPO loss", choices=("sigmoid",),
+    loss_type: str = _opt("sigmoid", "Preference loss, with m = log-probability of the chosen reply minus that of "
+                          "the rejected one, policy minus reference: sigmoid -log σ(β·m) (DPO); hinge "
+                          "max(0, 1 - β·m); ipo (m - 1/(2β))² on per-token mean log-probabilities (IPO); kto_pair "
+                          "the paired KTO loss, which needs the reference model; simpo -log σ(β·m - γ) on "
+                          "per-token mean log-probabilities of the policy alone (SimPO); orpo the chosen reply's "
+                          "SFT loss + β × the odds-ratio loss (ORPO). simpo and orpo need no reference model: "
+                          "none is loaded or run.", label="DPO loss", choices=DPO_LOSSES,
                           advanced=True, depends_on=("method", "dpo"))
+    simpo_gamma: float = _opt(0.5, "SimPO's target margin γ between the chosen and the rejected reply's mean "
+                              "log-probabilities, scaled by β. simpo only.", label="SimPO gamma", minimum=0,
+                              advanced=True, depends_on=("method", "dpo"))
+    reference_free: bool = _opt(False, "Reference-free DPO: score the policy alone (reference log-probabilities "
+                                "taken as 0), so no reference model is loaded and no adapter-off pass runs. For "
+                                "sigmoid, ipo and hinge; kto_pair needs the reference; simpo and orpo never use one.",
+                                label="Reference-free", advanced=True, depends_on=("method", "dpo"))
+    sft_loss_ratio: float = _opt(0.0, "Weight of the SFT loss on the chosen replies (their per-token negative "
+                                 "log-likelihood) added to the preference loss; 0 adds none. Not with orpo, "
+                                 "whose loss holds it at weight 1.", label="SFT loss weight", minimum=0,
+                                 advanced=True, depends_on=("method", "dpo"))
 
 
 _CHECKPOINT_VALUE = "; -1 keeps the checkpoint's value, 0 turns it off"

@@ -393,17 +393,23 @@ class FailingCollateGuard:
 
 
 def dpo_setup(cfg: RunConfig, model, model_dir: Path, dtype: str, parallel_args=None) -> dict:
-    """DPOTrainer's extra arguments: its config (sigmoid loss, beta) and the reference model, which
-    for LoRA is the policy with its adapter switched off and for full DPO a frozen copy of the start."""
+    """DPOTrainer's extra arguments: its config (the loss, trainer/dpo_losses.py) and the reference
+    model, which for LoRA is the policy with its adapter switched off and for full DPO a frozen copy
+    of the start. A loss without one (simpo, orpo, dpo.reference_free) gets neither: nothing is
+    loaded, and DPOTrainer scores the policy alone."""
     from paddleformers.cli.train.dpo.dpo_argument import DPOConfig
 
     from models.loader import load_model
+    from trainer.dpo_losses import dpo_config_arguments, uses_reference
 
     lora = cfg.finetuning.type == "lora"
-    dpo_config = DPOConfig(beta=cfg.dpo.beta, loss_type=cfg.dpo.loss_type, lora=lora)
+    dpo_config = DPOConfig(**dpo_config_arguments(cfg.dpo, lora))
     model.config.dpo_config = dpo_config
     reference = None
-    if not lora:
+    log(f"dpo: {cfg.dpo.loss_type} loss; reference model: " + (
+        "none" if not uses_reference(cfg.dpo) else "the policy with its adapter off" if lora else
+        f"a frozen copy of {model_dir}"))
+    if not lora and uses_reference(cfg.dpo):
         reference = load_model(model_dir, dtype=dtype, pipeline=cfg.gpu.pipeline_parallel_degree > 1,
                                config_overrides=model_config_overrides(cfg.gpu, parallel_args))
         reference.eval()

@@ -1,6 +1,6 @@
-"""The studio's Gradio Blocks: the tabs (Data, Train, Jobs, Export, Chat), the language switch,
-what a page load does, and the wiring between tabs (a dataset added to the form, Start showing its
-job, Clone filling the form).
+"""The studio's Gradio Blocks: the tabs (Data, Train, Jobs, Evaluate, Compare, Export, Chat), the
+language switch, what a page load does, and the wiring between tabs (a dataset added to the form,
+Start showing its job, Clone filling the form, or the Evaluate tab's for an evaluation).
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import gradio as gr
 import yaml
 
 from trainer.jobs import JobError
-from webui import chat_tab, data_tab, export_tab, job_output, jobs_tab, train_tab
+from trainer.eval_jobs import is_eval_config
+from webui import chat_tab, compare_tab, data_tab, eval_results, eval_tab, export_tab, job_output, jobs_tab, train_tab
 from webui.context import StudioContext
 from webui.i18n import DEFAULT_LANG, LANGUAGES, MESSAGE_CSS, SWITCH_JS, said
 
@@ -43,7 +44,7 @@ th .header {word-break: keep-all; overflow-wrap: normal;}
              border: 1px solid var(--border-color-primary, #e5e7eb); border-radius: 6px;}
 .studio-log pre {margin: 0; padding: 8px; font-size: 12px; line-height: 1.35; white-space: pre-wrap;
                  word-break: break-all;}
-""" + MESSAGE_CSS
+""" + MESSAGE_CSS + eval_results.CSS
 
 def build_app(ctx: StudioContext) -> gr.Blocks:
     T = ctx.texts
@@ -59,6 +60,10 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
                 train = train_tab.build(ctx)
             with T.make(gr.Tab, "tab-jobs", id="jobs") as jobs_tab_ui:
                 jobs = jobs_tab.build(ctx)
+            with T.make(gr.Tab, "tab-evaluate", id="evaluate") as evaluate_tab_ui:
+                evaluate = eval_tab.build(ctx)
+            with T.make(gr.Tab, "tab-compare", id="compare") as compare_tab_ui:
+                compare = compare_tab.build(ctx)
             with T.make(gr.Tab, "tab-export", id="export") as export_tab_ui:
                 export = export_tab.build(ctx)
             with T.make(gr.Tab, "tab-chat", id="chat") as chat_tab_ui:
@@ -67,6 +72,8 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
         data_tab.connect(ctx, data, train.form, lang)
         train_tab.connect(ctx, train, lang)
         jobs_tab.connect(ctx, jobs, lang)
+        eval_tab.connect(ctx, evaluate, lang)
+        compare_tab.connect(ctx, compare, lang)
         export_tab.connect(ctx, export, lang)
         chat_tab.connect(ctx, chat, lang)
 
@@ -80,11 +87,16 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
                 mapping = jobs_tab.load_config(ctx, job_id)
             except (JobError, ValueError, OSError, yaml.YAMLError) as e:
                 return {jobs.action_status: said("msg-jobs-failed-action", error=str(e))}
+            if is_eval_config(mapping):  # an evaluation is started again from the Evaluate tab
+                return {**evaluate.updates(eval_tab.fill(ctx, job_id, mapping, lang_value)),
+                        tabs: gr.Tabs(selected="evaluate"), jobs.timer: gr.Timer(active=False),
+                        evaluate.timer: gr.Timer(active=True)}
             return {**train_tab.fill_form(ctx, train, mapping, lang_value), tabs: gr.Tabs(selected="train"),
                     jobs.timer: gr.Timer(active=False), train.io_status: said("msg-train-cloned", id=job_id)}
 
         train_tab.then_preview(ctx, train, lang, jobs.clone.click(
-            clone, [jobs.select, lang], [*train.fill_outputs(), tabs, jobs.timer, jobs.action_status]))
+            clone, [jobs.select, lang], [*train.fill_outputs(), tabs, jobs.timer, jobs.action_status,
+                                         *evaluate.outputs(eval_tab.Filled), evaluate.timer]))
 
         def show_dataset(dataset_id, lang_value):
             return data.updates(data_tab.show_dataset(ctx, dataset_id, lang_value))
@@ -106,16 +118,22 @@ def build_app(ctx: StudioContext) -> gr.Blocks:
         data_tab_ui.select(dataset_list, [data.select, lang], data.outputs(data_tab.Listing), show_progress="hidden")
         export_tab_ui.select(export_choice, export.job, export.outputs(export_tab.ExportChoice),
                              show_progress="hidden")
+        # the job list and the curves are read anew each time the tab is shown (a running job's so far)
+        compare_tab.redraw_on(ctx, compare, lang, compare_tab_ui.select, switched.then)
+        eval_tab.redraw_on(ctx, evaluate, lang, evaluate_tab_ui.select, switched.then)
 
-        # The Jobs and Export monitors poll only while their tab is shown. Only a click on a tab fires
-        # its select event: the handlers that switch tabs themselves (Start, Clone, webui.job_output) set
-        # the timers too.
+        # The Jobs, Evaluate and Export monitors poll only while their tab is shown. Only a click on a
+        # tab fires its select event: the handlers that switch tabs themselves (Start, Clone,
+        # webui.job_output) set the timers too.
         def timers(shown: str) -> dict:
-            return {jobs.timer: gr.Timer(active=shown == "jobs"), export.timer: gr.Timer(active=shown == "export")}
+            return {jobs.timer: gr.Timer(active=shown == "jobs"), export.timer: gr.Timer(active=shown == "export"),
+                    evaluate.timer: gr.Timer(active=shown == "evaluate")}
 
         for shown, tab_ui in (("data", data_tab_ui), ("train", train_tab_ui), ("jobs", jobs_tab_ui),
-                              ("export", export_tab_ui), ("chat", chat_tab_ui)):
-            tab_ui.select(lambda shown=shown: timers(shown), None, [jobs.timer, export.timer], show_progress="hidden")
+                              ("evaluate", evaluate_tab_ui), ("compare", compare_tab_ui), ("export", export_tab_ui),
+                              ("chat", chat_tab_ui)):
+            tab_ui.select(lambda shown=shown: timers(shown), None, [jobs.timer, export.timer, evaluate.timer],
+                          show_progress="hidden")
 
         def on_load(request: gr.Request):
             accept = (request.headers.get("accept-language", "") if request else "").lower()

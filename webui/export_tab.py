@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import gradio as gr
 
+from trainer.eval_jobs import is_eval_config
 from trainer.export_facts import fastdeploy_command, read_report, report_notes, report_table
 from trainer.jobfiles import COMPLETED
 from trainer.jobs import JobError
@@ -110,8 +111,10 @@ def build(ctx: StudioContext) -> ExportTab:
 
 
 def completed_choices(ctx: StudioContext) -> list[tuple[str, str]]:
+    """The completed training jobs (an evaluation has no model to export)."""
     return [(job.name if job.name == job.id else f"{job.name} · {job.id}", job.id)
-            for job in ctx.store.list_jobs(refresh=False) if job.state == COMPLETED]
+            for job in ctx.store.list_jobs(refresh=False)
+            if job.state == COMPLETED and not is_eval_config(job.config_summary)]
 
 
 def status_view(ctx: StudioContext, job_id: str | None) -> ExportView:

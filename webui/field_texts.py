@@ -28,8 +28,19 @@ FIELD_ZH: dict[str, tuple[str, str]] = {
     "finetuning.base_quant_group_size": ("量化基座分组大小", "量化基座的缩放因子：-1 表示每个输出通道一个缩放因子；"
                                                            "64 或 128 表示每个通道每这么多输入行一个（更精细，"
                                                            "必须整除每个量化层的输入行数）。"),
-    "dpo.beta": ("DPO beta", "DPO 的 beta：策略可以偏离参考模型多远。"),
-    "dpo.loss_type": ("DPO 损失", "DPO 损失函数。"),
+    "dpo.beta": ("DPO beta", "DPO 的 beta：策略可以偏离参考模型多远（各损失中间隔的缩放；orpo 中为优势比损失的权重）。"),
+    "dpo.loss_type": ("DPO 损失", "偏好损失，其中 m = 所选回答与被拒回答的对数概率之差（策略减参考）：sigmoid 为 "
+                                 "-log σ(β·m)（DPO）；hinge 为 max(0, 1 - β·m)；ipo 为按每 token 平均对数概率计算的 "
+                                 "(m - 1/(2β))²（IPO）；kto_pair 为成对的 KTO 损失，需要参考模型；simpo 为只用策略模型、"
+                                 "按每 token 平均对数概率计算的 -log σ(β·m - γ)（SimPO）；orpo 为所选回答的 SFT 损失 + "
+                                 "β × 优势比损失（ORPO）。simpo 和 orpo 不需要参考模型：不会加载或运行参考模型。"),
+    "dpo.simpo_gamma": ("SimPO γ", "SimPO 的目标间隔 γ：所选回答与被拒回答的平均对数概率之间的间隔，按 β 缩放。"
+                                       "仅用于 simpo。"),
+    "dpo.reference_free": ("无参考模型", "无参考模型的 DPO：只对策略模型打分（参考对数概率取 0），因此不加载参考模型，"
+                                     "也不运行关闭适配器的前向计算。适用于 sigmoid、ipo 和 hinge；kto_pair 需要参考模型；"
+                                     "simpo 和 orpo 从不使用参考模型。"),
+    "dpo.sft_loss_ratio": ("SFT 损失权重", "所选回答的 SFT 损失（每 token 的负对数似然）加到偏好损失上的权重；0 表示不加。"
+                                         "不用于 orpo，其损失已以权重 1 包含它。"),
     "vl.freeze_vision": ("冻结视觉编码器", "保持视觉编码器（ViT）的权重不变（LoRA 时不在其上加适配器）。仅适用于视觉语言模型。"),
     "vl.freeze_adapter": ("冻结适配器", "保持把图像特征映射到语言模型的适配器（重采样器）不变（LoRA 时不在其上加适配器）。"
                           "仅适用于视觉语言模型。"),

@@ -22,7 +22,9 @@ from trainer.config import iter_fields
 from trainer.messages import Message
 from webui.field_texts import ENTRY_ZH, FIELD_ZH, GROUPS
 from webui.chat_texts import CHAT_TEXTS
+from webui.compare_texts import COMPARE_COMPONENTS, COMPARE_MESSAGES
 from webui.data_texts import DATA_TEXTS
+from webui.eval_texts import EVAL_COMPONENTS, EVAL_MESSAGES
 from webui.export_texts import EXPORT_TEXTS
 from webui.fit_texts import FIT_TEXTS
 
@@ -67,6 +69,10 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
     **DATA_TEXTS,  # the Data tab's image datasets
     **EXPORT_TEXTS,  # the Export tab's quantization and FastDeploy command
     **{key: _m(en, zh) for key, (en, zh) in CHAT_TEXTS.items()},  # the Chat tab's images
+    **COMPARE_COMPONENTS,  # the Compare tab (webui.compare_tab)
+    **{key: _m(en, zh) for key, (en, zh) in COMPARE_MESSAGES.items()},
+    **EVAL_COMPONENTS,  # the Evaluate tab (webui.eval_tab) and the Jobs tab's evaluation figures
+    **{key: _m(en, zh) for key, (en, zh) in EVAL_MESSAGES.items()},
     "app-title": _v("# ERNIE Studio\nFine-tune ERNIE 4.5 models: upload data, train, watch, export.",
                     "# ERNIE Studio\n微调 ERNIE 4.5 模型：上传数据、训练、监控、导出。"),
     "app-lang": _l("Language", "语言"),

@@ -1,6 +1,8 @@
 """The Jobs tab: every job with its state, and a live monitor of the chosen one (loss, eval loss and
 learning-rate curves, progress with elapsed time and ETA, tokens/s, CPU, RAM and GPU memory, the
-log tail, the error of a failed job), with Stop, Resume, Clone into the form and Delete.
+log tail, the error of a failed job), with Stop, Resume, Clone into the form and Delete. An evaluation
+job shows its answers as progress and its figures instead of curves, a training job its evaluation
+after training beside its output (webui.eval_figures).
 
 A timer ticks once a second while the tab is shown (webui.app turns it on and off); each tick
 reads only what the job appended since the last one (webui.monitor). On page load the monitor picks the running job, so a reload, or a second
@@ -13,6 +15,7 @@ The views are named tuples whose fields are named after the JobsTab components t
 from __future__ import annotations
 
 import html
+import os
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -22,10 +25,11 @@ import gradio as gr
 import pandas as pd
 import yaml
 
+from trainer.eval_jobs import is_eval_config
 from trainer.jobfiles import FAILED, STOPPED
 from trainer.jobs import Job, JobError
 from trainer.scheduler import job_devices
-from webui import downloads, job_output, monitor, nodes_panel
+from webui import downloads, eval_figures, job_output, monitor, nodes_panel
 from webui.context import StudioContext
 from webui.i18n import said, t
 from webui.views import TabViews
@@ -99,12 +103,13 @@ class JobsTab(TabViews):
     table_sig: gr.State  # what the job table last showed this session (JobList.table_sig)
     output: job_output.OutputPanel  # a completed job's output: where, how big, chat, export, download
     nodes: nodes_panel.NodesPanel  # a multi-node job's commands for its other nodes
+    figures: eval_figures.FiguresPanel  # an evaluation's figures, or a training job's evaluation after training
 
 
     def tick_outputs(self) -> list:
         """What `tick` returns values for: the job list, then the monitor."""
         return [*self.outputs(JobList), *self.outputs(MonitorView), *self.output.outputs(job_output.OutputView),
-                *self.nodes.outputs(nodes_panel.NodesView)]
+                *self.nodes.outputs(nodes_panel.NodesView), *self.figures.outputs(eval_figures.FiguresView)]
 
 
 def build(ctx: StudioContext) -> JobsTab:
@@ -127,6 +132,7 @@ def build(ctx: StudioContext) -> JobsTab:
     header = gr.Markdown(elem_id="jobs-header")
     progress = gr.HTML(elem_id="jobs-progress")
     output = job_output.build(ctx)
+    figures = eval_figures.build(ctx)
     nodes = nodes_panel.build(ctx, "jobs")
     stats = gr.HTML(elem_id="jobs-stats")
     with gr.Row():
@@ -146,7 +152,7 @@ def build(ctx: StudioContext) -> JobsTab:
     log = T.make(gr.HTML, "jobs-log", value=monitor.log_html([]), show_label=True, container=True)
     return JobsTab(table, select, header, progress, stats, loss, lr, rewards, experts, imbalance, error, log, stop,
                    resume, clone, delete, confirm_row, question, confirm, cancel, action_status,
-                   gr.Timer(TICK_S, active=False), gr.State(None), gr.State(None), output, nodes)
+                   gr.Timer(TICK_S, active=False), gr.State(None), gr.State(None), output, nodes, figures)
 
 
 # -- views -------------------------------------------------------------------------------------------
@@ -171,8 +177,10 @@ def jobs_frame(jobs: list[Job], lang: str) -> pd.DataFrame:
     for job in jobs:
         summary = job.config_summary
         method = f"{summary.get('method', '')} {summary.get('finetuning.type', '')}".strip()
-        rows.append([job.name, _state(job, lang), _progress_cell(job), summary.get("model.name_or_path", ""),
-                     method, _when(job.created), job.id])
+        model = summary.get("model.name_or_path", "")
+        if is_eval_config(summary):
+            method, model = t("msg-jobs-evaluation", lang), summary.get("models", "")
+        rows.append([job.name, _state(job, lang), _progress_cell(job), model, method, _when(job.created), job.id])
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -201,6 +209,12 @@ def header_text(ctx: StudioContext, job: Job, lang: str) -> str:
         except (OSError, yaml.YAMLError):
             devices = "?"
         queue = t("msg-jobs-queue", lang, pos=pos, devices=devices)
+    if is_eval_config(summary):
+        models, labels = eval_figures.checkpoints(job.job_dir)
+        names = eval_figures.checkpoint_names(models, labels, lang)
+        return t("msg-jobs-header-eval", lang, name=job.name, id=job.id, state=_state(job, lang), queue=queue,
+                 models=", ".join(names[m] for m in models), data=os.path.basename(str(summary.get("data", ""))),
+                 created=_when(job.created))
     method = f"{summary.get('method', '')} {summary.get('finetuning.type', '')}".strip()
     return t("msg-jobs-header", lang, name=job.name, id=job.id, state=_state(job, lang), queue=queue,
              model=summary.get("model.name_or_path", ""), method=method, created=_when(job.created))
@@ -209,8 +223,11 @@ def header_text(ctx: StudioContext, job: Job, lang: str) -> str:
 def progress_html(job: Job, watch: dict, lang: str) -> str:
     p = monitor.progress(job, watch)
     if p["total"]:
-        text = t("msg-jobs-progress", lang, step=p["step"], total=p["total"], pct=f"{p['pct']:.0f}",
-                 elapsed=monitor.fmt_duration(p["elapsed_s"]), eta=monitor.fmt_duration(p["eta_s"]))
+        # an evaluation counts answers as its steps
+        key = "msg-jobs-progress-answers" if is_eval_config(job.config_summary) else "msg-jobs-progress"
+        text = t(key, lang, step=p["step"], total=p["total"], pct=f"{p['pct']:.0f}",
+                 elapsed=monitor.fmt_duration(p["elapsed_s"]),
+                 eta=monitor.fmt_duration(p["eta_s"])) + eval_figures.progress_note(job, lang)
     else:
         text = t("msg-jobs-waiting", lang)
     return (f'<div class="studio-progress" data-state="{job.state}" data-pct="{p["pct"]:.1f}">'
@@ -269,7 +286,8 @@ def render(ctx: StudioContext, job_id: str | None, watch: dict | None, lang: str
         empty = t("msg-jobs-none", lang)
         hidden, off = gr.update(visible=False), gr.update(interactive=False)
         return MonitorView(header=empty if _changed(watch, "header", empty) else gr.skip(), progress="", stats="",
-                           loss=monitor.loss_frame(watch), lr=monitor.lr_frame(watch), rewards=hidden,
+                           loss=gr.update(value=monitor.loss_frame(watch), visible=True),
+                           lr=gr.update(value=monitor.lr_frame(watch), visible=True), rewards=hidden,
                            experts=hidden, imbalance=hidden, error=hidden, log=monitor.log_html([]), stop=off,
                            resume=off, clone=off, delete=off, watch=watch)
 
@@ -281,6 +299,9 @@ def render(ctx: StudioContext, job_id: str | None, watch: dict | None, lang: str
     stats = maybe("stats", stats_html(job, watch, lang))
     loss = monitor.loss_frame(watch) if new_metrics else gr.skip()
     lr = monitor.lr_frame(watch) if new_metrics else gr.skip()
+    if fresh:  # an evaluation has no curves: its figures show instead (webui.eval_figures)
+        training = not is_eval_config(job.config_summary)
+        loss, lr = gr.update(value=loss, visible=training), gr.update(value=lr, visible=training)
     rewards = gr.update(value=monitor.reward_frame(watch), visible=bool(watch["rewards"])) if new_metrics \
         else gr.skip()
     if new_metrics:
@@ -322,7 +343,8 @@ def tick(ctx: StudioContext, tab: JobsTab, current: str | None, watch: dict | No
     shown = render(ctx, chosen, watch, lang)
     return {**tab.updates(listing), **tab.updates(shown),
             **tab.output.updates(job_output.view(ctx, shown.watch, lang)),
-            **tab.nodes.updates(nodes_panel.job_view(ctx, shown.watch))}
+            **tab.nodes.updates(nodes_panel.job_view(ctx, shown.watch)),
+            **tab.figures.updates(eval_figures.job_view(ctx, shown.watch, lang))}
 
 
 # -- actions -----------------------------------------------------------------------------------------

@@ -96,10 +96,11 @@ def log_html(lines: list[str]) -> str:
     return f'<div class="studio-log"><pre>{text}</pre></div>'
 
 
-def _thin(points: list) -> list:
-    if len(points) <= MAX_POINTS:
+def thin(points: list, limit: int = MAX_POINTS) -> list:
+    """At most `limit` + 1 of a curve's points: evenly spaced, and always the last one."""
+    if len(points) <= limit:
         return points
-    every = -(-len(points) // MAX_POINTS)
+    every = -(-len(points) // limit)
     return points[::every] + ([points[-1]] if (len(points) - 1) % every else [])
 
 
@@ -110,7 +111,7 @@ SERIES_COLORS = {"train": "#2563eb", "eval": "#dc2626"}
 
 
 def loss_frame(watch: dict) -> pd.DataFrame:
-    train, evals = _thin(watch["loss"]), _thin(watch["eval"])
+    train, evals = thin(watch["loss"]), thin(watch["eval"])
     anchors = [(math.nan, math.nan)] * len(SERIES)
     points = anchors + train + evals
     # explicit dtypes: the plot picks a numeric or a categorical axis from them, even with no rows
@@ -128,7 +129,7 @@ REWARD_COLORS = {"chosen": "#16a34a", "rejected": "#dc2626", "margin": "#2563eb"
 
 
 def reward_frame(watch: dict) -> pd.DataFrame:
-    points = _thin(watch["rewards"])
+    points = thin(watch["rewards"])
     rows = [(math.nan, math.nan, name) for name in REWARD_SERIES]
     rows += [(row[0], value, name) for row in points for name, value in zip(REWARD_SERIES, row[1:])
              if isinstance(value, (int, float))]
@@ -138,7 +139,7 @@ def reward_frame(watch: dict) -> pd.DataFrame:
 
 
 def imbalance_frame(watch: dict) -> pd.DataFrame:
-    points = _thin(watch["imbalance"])
+    points = thin(watch["imbalance"])
     return pd.DataFrame({"step": pd.Series([s for s, _ in points], dtype="float64"),
                          "imbalance": pd.Series([v for _, v in points], dtype="float64")})
 
@@ -179,7 +180,7 @@ def expert_heatmap_html(record: dict | None, title: str, group_names: tuple[str,
 
 
 def lr_frame(watch: dict) -> pd.DataFrame:
-    points = _thin(watch["lr"])
+    points = thin(watch["lr"])
     return pd.DataFrame({"step": pd.Series([s for s, _ in points], dtype="float64"),
                          "lr": pd.Series([v for _, v in points], dtype="float64")})
 
@@ -213,7 +214,20 @@ def progress(job: Job, watch: dict) -> dict:
         except FileNotFoundError:
             written = now
         eta = max(0.0, last["eta_s"] - (now - written))
+    elif job.active:  # an evaluation writes no metrics: its ETA is in status.json, as of `updated`
+        eta = _status_eta(job, now)
     return {"step": step, "total": total, "pct": pct, "elapsed_s": elapsed, "eta_s": eta}
+
+
+def _status_eta(job: Job, now: float) -> float | None:
+    try:
+        status = read_status(job.job_dir)
+    except JobFileError:
+        return None
+    eta, written = status.get("eta_s"), status.get("updated")
+    if not isinstance(eta, (int, float)):
+        return None
+    return max(0.0, eta - (now - written)) if isinstance(written, (int, float)) else eta
 
 
 def _job_pids(status: dict) -> list[int]:

@@ -61,16 +61,20 @@ FORMATS: dict[str, FormatSpec] = {
         FormatSpec("alpaca_dpo", "preference", ("instruction", "chosen", "rejected"),
                    ("input", "system", "history"),
                    "Alpaca preference: instruction (plus optional input) with a chosen and a rejected reply."),
-        FormatSpec("messages", "sft", ("messages",), ("system", "label", "images"),
-                   "OpenAI messages: a list of {role: system|user|assistant, content}, alternating "
+        FormatSpec("messages", "sft", ("messages",), ("system", "label", "images", "tools"),
+                   "OpenAI messages: a list of {role: system|user|assistant|tool, content}, alternating "
                    "user/assistant and ending with the assistant; content may be a list of text and "
-                   "image_url parts, or images lists the files of the text's <image> placeholders."),
+                   "image_url parts, or images lists the files of the text's <image> placeholders; an "
+                   "assistant may call the functions tools declares (tool_calls), each call answered by a "
+                   "tool message (tool_call_id)."),
         FormatSpec("messages_dpo", "preference", ("messages", "chosen", "rejected"), ("system",),
                    "OpenAI messages preference: messages is the prompt (ending with a user turn); chosen "
                    "and rejected are replies, as strings or {role: assistant, content}."),
-        FormatSpec("sharegpt", "sft", ("conversations",), ("system", "images"),
+        FormatSpec("sharegpt", "sft", ("conversations",), ("system", "images", "tools"),
                    "ShareGPT: conversations is a list of {from: human|gpt|system, value}, alternating "
-                   "human/gpt and ending with gpt; images lists the files of the <image> placeholders."),
+                   "human/gpt and ending with gpt; images lists the files of the <image> placeholders; a "
+                   "function_call turn (JSON {name, arguments}) calls a function tools declares, and "
+                   "observation turns give the results."),
         FormatSpec("sharegpt_dpo", "preference", ("conversations", "chosen", "rejected"), ("system",),
                    "ShareGPT preference (LLaMA-Factory): conversations is the prompt, ending with human; "
                    "chosen and rejected are {from: gpt, value} replies."),

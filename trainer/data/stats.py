@@ -57,9 +57,9 @@ class StatsCollector:
                 length = int(self.token_length(example))
             except TemplateError as exc:
                 return [DataIssue(example.source, example.line, "messages", Message("row-template", error=str(exc)))]
-        replies = [t.content for t in example.messages if t.role == "assistant"]
+        replies = [t.text for t in example.messages if t.role == "assistant"]
         turns = sum(1 for t in example.messages if t.role != "system")
-        chars = sum(len(t.content) for t in example.messages)
+        chars = sum(len(t.text) for t in example.messages)
         if example.chosen is not None:
             pair = [example.chosen, example.rejected or ""]
             replies += pair

@@ -50,10 +50,10 @@ def tool_list(r: Row) -> tuple[tuple[dict, ...], frozenset[str]] | None:
         if not isinstance(entry, dict):
             r.issue(field, Message("format-turn-not-object", shape=TOOL_SHAPE, value=describe(entry)))
             continue
-        function = _function_of(r, entry, field)
-        if function is None:
+        found = _function_of(r, entry, field)
+        if found is None:
             continue
-        at = f"{field}.function" if function is not entry else field
+        function, at = found
         name = _name(r, function, at)
         if name is not None and name in names:
             r.issue(f"{at}.name", Message("tool-declared-twice", name=repr(name)))
@@ -71,22 +71,24 @@ def tool_list(r: Row) -> tuple[tuple[dict, ...], frozenset[str]] | None:
     return tuple(tools), frozenset(names)
 
 
-def _function_of(r: Row, entry: dict, field: str) -> dict | None:
-    """The function object of a tools entry or a call: OpenAI's wrapper or the bare object."""
-    if "function" not in entry and entry.get("type") is None:
-        return entry
+def _function_of(r: Row, entry: dict, field: str) -> tuple[dict, str] | None:
+    """The function object of a tools entry or a call, and its field: OpenAI's wrapper
+    (`{"type": "function", "function": {...}}`) or the bare object, which may say its type too
+    (glaive's rows, OpenAI's Responses API)."""
     kind = entry.get("type")
     if kind is not None and kind != "function":
         r.issue(f"{field}.type", Message("tool-type", function="'function'", value=describe(kind)))
         return None
-    function = entry.get("function")
+    if "function" not in entry:
+        return {key: value for key, value in entry.items() if key not in ("type", "id")}, field
+    function = entry["function"]
     if function is None:
         r.issue(f"{field}.function", Message("row-missing"))
         return None
     if not isinstance(function, dict):
         r.issue(f"{field}.function", Message("format-turn-not-object", shape='{"name", ...}', value=describe(function)))
         return None
-    return function
+    return function, f"{field}.function"
 
 
 def _name(r: Row, function: dict, field: str) -> str | None:
@@ -138,10 +140,10 @@ def openai_calls(r: Row, value: object, field: str, declared: frozenset[str] | N
         call_id = item.get("id")
         if call_id is not None:
             call_id = r.string(call_id, f"{at}.id")
-        function = _function_of(r, item, at)
-        if function is None:
+        found = _function_of(r, item, at)
+        if found is None:
             continue
-        call = _call(r, function, f"{at}.function" if function is not item else at, declared, call_id)
+        call = _call(r, *found, declared, call_id)
         if call is not None:
             calls.append(call)
     return tuple(calls) if len(r.issues) == before else None

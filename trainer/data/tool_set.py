@@ -1,14 +1,14 @@
-"""A synthetic function-calling set: questions about the weather in a city, a unit conversion or a
-sum, each answered by a call to one of three functions with the arguments taken from the question,
-the function's result and a final answer built from it. Drawn from a fixed seed, so the same call
-writes the same rows.
+"""A synthetic function-calling set: questions about the weather in a city, a unit conversion or
+arithmetic on two numbers, each answered by a call to one of three functions with the arguments
+taken from the question, the function's result and a short final answer built from it. Drawn from
+a fixed seed, so the same call writes the same rows.
 
 `write_tool_set(folder, train, held_out, seed)` writes `folder/train.jsonl` and
 `folder/held_out.jsonl` (the `messages` format with `tools`); no held-out question asks what a
 training one does (the same function with the same arguments in the same words).
 `call_accuracy(engine, path)` asks each held-out question alone and counts the greedy replies that
-parse (models/tool_calls.py) into exactly the expected call. The function-calling learning test
-uses both.
+start a call, parse (models/tool_calls.py) into one, name the expected function, and have exactly
+the expected arguments. The function-calling learning test uses both (docs/function_calling.md).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import random
 from pathlib import Path
 
-from models.tool_calls import arguments_text, parse_tool_calls
+from models.tool_calls import TOOL_CALL_OPEN, arguments_text, parse_tool_calls
 from plumbing.files import atomic_write_text
 
 
@@ -125,8 +125,12 @@ def expected_calls(path: str | Path) -> list[tuple[list[dict], dict]]:
 
 
 def call_accuracy(engine, path: str | Path, max_tokens: int = 96) -> dict:
-    """The share of a tool-set file's questions whose greedy reply calls the expected function with
-    exactly the expected arguments, the questions decoded together (models/batch_generate.py);
+    """How a chat engine answers a tool-set file's questions, each asked alone (greedy, decoded
+    together: models/batch_generate.py), as shares of the questions:
+    - `opened`: the reply starts a tool call (`<tool_call>`);
+    - `parsed`: it holds exactly one call the parser reads;
+    - `right_function`: that call is to the expected function;
+    - `accuracy`: with exactly the expected arguments too;
     with the replies, for a failure's message."""
     from models.batch_generate import stream_batch
     from models.chat_engine import Prompt
@@ -140,11 +144,15 @@ def call_accuracy(engine, path: str | Path, max_tokens: int = 96) -> dict:
                       max_new_tokens=max_tokens, thinking=False) for messages, _ in cases]
     params = SamplingParams(temperature=0, max_tokens=max_tokens)
     replies = [""] * len(prompts)
-    for i, chunk in stream_batch(engine, prompts, [params] * len(prompts)):
+    for i, chunk in stream_batch(engine, prompts, [params] * len(prompts), max_rows=len(prompts)):
         replies[i] += chunk.content
-    hits = 0
+    counts = dict.fromkeys(("opened", "parsed", "right_function", "accuracy"), 0)
     for reply, (_, expected) in zip(replies, cases):
         _, calls = parse_tool_calls(reply)
-        hits += len(calls) == 1 and calls[0].name == expected["name"] and \
-            json.loads(calls[0].arguments) == expected["arguments"]
-    return {"accuracy": hits / len(cases), "questions": len(cases), "replies": replies}
+        counts["opened"] += reply.lstrip().startswith(TOOL_CALL_OPEN)
+        if len(calls) == 1:
+            counts["parsed"] += 1
+            counts["right_function"] += calls[0].name == expected["name"]
+            counts["accuracy"] += calls[0].name == expected["name"] and \
+                json.loads(calls[0].arguments) == expected["arguments"]
+    return {**{key: count / len(cases) for key, count in counts.items()}, "questions": len(cases), "replies": replies}
