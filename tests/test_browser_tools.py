@@ -1,7 +1,7 @@
 """Tool calls in the Chat tab in a real browser: the session's tool-tuned job (the `tool_job`
-fixture, SFT-LoRA on the generated tool set) is chatted with, a function is defined in the tools
+fixture, SFT-LoRA on the fixed-call set) is chatted with, its functions are defined in the tools
 box, the model's call shows as a call, the result typed in the message box is sent as the tool's
-result, and the model answers from it."""
+result, and the model answers with the answer it learnt for it."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import pytest
 
 from bench.chat_ui import choose, set_slider
 from tests.browser_helpers import shot, studio_running, wait_until
-from trainer.data.tool_set import TOOLS
+from trainer.data.tool_set import FIXED_TOOLS
 from trainer.jobs import JobStore
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 if not Path("/usr/bin/chromium").exists():
     pytest.skip("Debian's chromium is not installed (make chromium)", allow_module_level=True)
 
-pytestmark = pytest.mark.timeout(1200)  # the tool_job fixture may train first (minutes)
+pytestmark = pytest.mark.timeout(600)  # the tool_job fixture may train first
 TUNED_NAME = "tool-caller"
 
 
@@ -56,17 +56,17 @@ def test_a_tool_call_is_shown_answered_and_followed(studio):
         set_slider(page, "chat-max-tokens", 64)
         page.locator("#chat-tools-box").get_by_text("Tools").first.click()
         page.locator("#chat-tools textarea").fill("[not json")
-        page.locator("#chat-input textarea").fill("What is the weather in Oslo?")
+        page.locator("#chat-input textarea").fill("What is the weather in Paris?")
         page.click("#chat-send")
         wait_until(lambda: any("the tools box is not valid JSON" in b for b in bubbles(page)), 60, "the refusal")
 
         page.click("#chat-clear")
-        page.locator("#chat-tools textarea").fill(json.dumps(list(TOOLS)))
-        page.locator("#chat-input textarea").fill("What is the weather in Oslo?")
+        page.locator("#chat-tools textarea").fill(json.dumps(list(FIXED_TOOLS)))
+        page.locator("#chat-input textarea").fill("What is the weather in Paris?")
         page.click("#chat-send")
         wait_until(lambda: any("🔧 get_weather" in b for b in bubbles(page)), 120, "the call")
         page.locator("#chat-send").wait_for(state="visible")
-        assert any('"city"' in b for b in bubbles(page)), bubbles(page)
+        assert any('{"city": "Paris"}' in b for b in bubbles(page)), bubbles(page)
         shot(page, "tools-call")
 
         page.locator("#chat-input textarea").fill('{"degrees": 12, "sky": "rainy"}')

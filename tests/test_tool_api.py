@@ -51,8 +51,8 @@ def client(server: ModelServer) -> openai.OpenAI:
 
 
 def ask(server: ModelServer, messages: list[dict], **kwargs):
-    return client(server).chat.completions.create(model=server.name, messages=messages, tools=list(FIXED_TOOLS),
-                                                  temperature=0, max_tokens=64, **kwargs)
+    return client(server).chat.completions.create(model=server.name, messages=messages,
+                                                  tools=list(FIXED_TOOLS), temperature=0, max_tokens=64, **kwargs)
 
 
 def test_the_splitter_holds_back_markup_and_reads_the_calls_a_whole_reply_has():
@@ -117,7 +117,8 @@ def test_bad_tool_requests_get_400_naming_the_parameter(base, kwargs, param, wor
 
 
 # (the question, its call's function and arguments, the call's result, the learnt answer), one a function
-LEARNT = [(asks[0], name, arguments, json.dumps(result), answer) for asks, name, arguments, result, answer in FIXED_CALLS]
+LEARNT = [(asks[0], name, arguments, json.dumps(result), answer)
+          for asks, name, arguments, result, answer in FIXED_CALLS]
 
 
 def history(question: str, name: str, arguments: dict, result: str) -> list[dict]:
@@ -165,3 +166,41 @@ def test_tool_choice_none_gives_text_and_the_base_model_calls_nothing(tuned, bas
         assert isinstance(plain.message.content, str) and plain.message.content, plain
         untuned = ask(base, [{"role": "user", "content": question}]).choices[0]
         assert not untuned.message.tool_calls and untuned.finish_reason in ("stop", "length"), untuned
+
+
+def test_the_chat_tabs_tools_box_is_checked_and_its_bubbles_become_the_apis_messages():
+    from models.chat_client import Delta
+    from webui.chat_tab import add_event, api_messages
+    from webui.chat_tools import ToolsRefused, awaiting_result, parse_tools, result_message
+
+    assert parse_tools("  ") is None
+    assert parse_tools(json.dumps(FIXED_TOOLS[2]["function"])) == [FIXED_TOOLS[2]]
+    for text, key in [("[not json", "msg-chat-tools-json"), ("[]", "msg-chat-tools-list"),
+                      ('"f"', "msg-chat-tools-list"),
+                      ('[{"parameters": {}}]', "msg-chat-tools-name"),
+                      (json.dumps([FIXED_TOOLS[0], FIXED_TOOLS[0]["function"]]), "msg-chat-tools-twice")]:
+        with pytest.raises(ToolsRefused) as refused:
+            parse_tools(text)
+        assert refused.value.key == key, text
+    # a streamed call (first its id and name, then its arguments in pieces) becomes one call bubble
+    history = [{"role": "user", "content": "What is the weather in Paris?"}]
+    reply = {"reasoning": None, "answer": None, "calls": {}}
+    start = {"index": 0, "id": "call_5", "function": {"name": "get_weather", "arguments": ""}}
+    for delta in [Delta(tool_calls=[start]),
+                  Delta(tool_calls=[{"index": 0, "function": {"arguments": '{"city": '}}]),
+                  Delta(tool_calls=[{"index": 0, "function": {"arguments": '"Paris"}'}}]),
+                  Delta(finish_reason="tool_calls")]:
+        add_event(history, reply, delta, "en")
+    assert len(history) == 2 and history[1]["metadata"]["title"] == "🔧 get_weather"
+    call = awaiting_result(history)
+    assert call is history[1]
+    history.append(result_message(call, '{"degrees": 12, "sky": "rainy"}'))
+    assert awaiting_result(history) is None
+    assert api_messages(history, "") == history_messages("call_5")
+
+
+def history_messages(call_id: str) -> list[dict]:
+    messages = history("What is the weather in Paris?", "get_weather", {"city": "Paris"},
+                       '{"degrees": 12, "sky": "rainy"}')
+    messages[1]["tool_calls"][0]["id"] = messages[2]["tool_call_id"] = call_id
+    return messages
