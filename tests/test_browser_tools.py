@@ -38,6 +38,15 @@ def bubbles(page) -> list[str]:
                          ".map(e => e.textContent)")
 
 
+def shown_soon(page, text: str, timeout_s: float, what: str) -> None:
+    """Wait for a bubble holding `text`; on a timeout, the bubbles there are (and a screenshot)."""
+    try:
+        wait_until(lambda: any(text in b for b in bubbles(page)), timeout_s, what)
+    except AssertionError as exc:
+        shot(page, "tools-failed")
+        raise AssertionError(f"{exc}; the bubbles: {bubbles(page)}") from None
+
+
 def test_a_tool_call_is_shown_answered_and_followed(studio):
     with playwright_api.sync_playwright() as p:
         from tests.browser_helpers import launch_browser
@@ -58,20 +67,20 @@ def test_a_tool_call_is_shown_answered_and_followed(studio):
         page.locator("#chat-tools textarea").fill("[not json")
         page.locator("#chat-input textarea").fill("What is the weather in Paris?")
         page.click("#chat-send")
-        wait_until(lambda: any("the tools box is not valid JSON" in b for b in bubbles(page)), 60, "the refusal")
+        shown_soon(page, "the tools box is not valid JSON", 60, "the refusal")
 
         page.click("#chat-clear")
         page.locator("#chat-tools textarea").fill(json.dumps(list(FIXED_TOOLS)))
         page.locator("#chat-input textarea").fill("What is the weather in Paris?")
         page.click("#chat-send")
-        wait_until(lambda: any("🔧 get_weather" in b for b in bubbles(page)), 120, "the call")
+        shown_soon(page, "🔧 get_weather", 120, "the call")
         page.locator("#chat-send").wait_for(state="visible")
         assert any('{"city": "Paris"}' in b for b in bubbles(page)), bubbles(page)
         shot(page, "tools-call")
 
         page.locator("#chat-input textarea").fill('{"degrees": 12, "sky": "rainy"}')
         page.click("#chat-send")
-        wait_until(lambda: any("12 degrees, rainy." in b for b in bubbles(page)), 120, "the answer")
+        shown_soon(page, "12 degrees, rainy.", 120, "the answer")
         page.locator("#chat-send").wait_for(state="visible")
         assert any("↩ get_weather" in b for b in bubbles(page)), bubbles(page)
         shot(page, "tools-answered")

@@ -169,6 +169,8 @@ def test_tool_choice_none_gives_text_and_the_base_model_calls_nothing(tuned, bas
 
 
 def test_the_chat_tabs_tools_box_is_checked_and_its_bubbles_become_the_apis_messages():
+    import gradio as gr
+
     from models.chat_client import Delta
     from webui.chat_tab import add_event, api_messages
     from webui.chat_tools import ToolsRefused, awaiting_result, parse_tools, result_message
@@ -197,6 +199,9 @@ def test_the_chat_tabs_tools_box_is_checked_and_its_bubbles_become_the_apis_mess
     history.append(result_message(call, '{"degrees": 12, "sky": "rainy"}'))
     assert awaiting_result(history) is None
     assert api_messages(history, "") == history_messages("call_5")
+    # as the browser's chatbot gives the conversation back: each content a list of parts
+    bot = gr.Chatbot()
+    assert api_messages(bot.preprocess(bot.postprocess(history)), "") == history_messages("call_5")
 
 
 def history_messages(call_id: str) -> list[dict]:

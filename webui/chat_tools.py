@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from webui.chat_attachments import api_content
+
 CALL_PREFIX, RESULT_PREFIX = "call:", "result:"
 CALL_TITLE, RESULT_TITLE = "🔧 ", "↩ "
 
@@ -94,16 +96,21 @@ def add_turn(messages: list[dict], turn: dict) -> None:
         messages.append(turn)
 
 
+def _text(message: dict) -> str:
+    """A bubble's text: the chatbot gives back what it showed as a list of parts."""
+    return api_content(message["content"], images=False)
+
+
 def api_turn(message: dict) -> dict | None:
     """A call or result bubble as the API's message (a call as an assistant message with one tool
     call; calls of one turn are joined by `api_messages`); None for any other bubble."""
     kind = _kind(message)
     if kind == "call":
-        arguments = message["content"].removeprefix("```json\n").removesuffix("\n```")
+        arguments = _text(message).removeprefix("```json\n").removesuffix("\n```")
         call = {"id": message["metadata"]["id"][len(CALL_PREFIX):], "type": "function",
                 "function": {"name": message["metadata"]["title"][len(CALL_TITLE):], "arguments": arguments}}
         return {"role": "assistant", "content": None, "tool_calls": [call]}
     if kind == "result":
         return {"role": "tool", "tool_call_id": message["metadata"]["id"][len(RESULT_PREFIX):],
-                "content": message["content"]}
+                "content": _text(message)}
     return None
