@@ -84,7 +84,8 @@ def lora_job(workdir, tiny_moe_dir) -> Path:
 
 
 # SFT-LoRA on the fixed-call set (trainer/data/tool_set.py write_fixed_call_set): 12 rows, 120 steps of
-# 4, about 35 s on two idle cores; 30 epochs still miscount a call's closing braces.
+# 4: 33 s of steps on two otherwise idle cores (55 s with other work on them); 30 epochs still miscount
+# a call's closing braces.
 TOOL_EPOCHS, TOOL_LEARNING_RATE, TOOL_BATCH = 40, 3e-3, 4
 
 
