@@ -30,6 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.chat_images import read_images
 from models.chat_request import ChatCompletionRequest, RequestError, parse_chat_request
+from models.tool_calls import parse_tool_calls
+from models.tool_stream import ToolCallSplitter, with_ids
 
 if TYPE_CHECKING:
     from models.serve import Generation, ModelHost
@@ -136,12 +138,18 @@ def create_app(host: ModelHost, body_timeout_s: float = BODY_TIMEOUT_S) -> FastA
                                      headers={"Cache-Control": "no-cache"})
         reasoning, content, last = await anyio.to_thread.run_sync(_collect, generation)
         message = {"role": "assistant", "content": content}
+        finish = last.finish_reason
+        if chat.calls_allowed:
+            text, calls = parse_tool_calls(content)
+            if calls:
+                message.update(content=text or None, tool_calls=[call.to_openai() for call in with_ids(calls)])
+                finish = _finish_with_calls(finish)
         if value.thinking:
             message["reasoning_content"] = reasoning
         return JSONResponse({
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": host.name,
-            "choices": [{"index": 0, "message": message, "finish_reason": last.finish_reason, "logprobs": None}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
             "usage": _usage(last, value),
         })
 
@@ -178,8 +186,23 @@ def _collect(generation: Generation) -> tuple[str, str, object]:
             return "".join(reasoning), "".join(content), value
 
 
+def _finish_with_calls(finish: str) -> str:
+    """A reply that ended itself after calling tools finishes with "tool_calls"; one cut off keeps
+    "length" (or "cancelled")."""
+    return "tool_calls" if finish == "stop" else finish
+
+
+def _call_deltas(index: int, call) -> list[dict]:
+    """One call as OpenAI streams it: its index, id and function name, then its arguments."""
+    return [{"tool_calls": [{"index": index, "id": call.id, "type": "function",
+                             "function": {"name": call.name, "arguments": ""}}]},
+            {"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]}]
+
+
 async def _events(name: str, generation: Generation, prompt):
-    """The reply as server-sent events: a role chunk, deltas, a finish chunk, usage if asked, [DONE]."""
+    """The reply as server-sent events: a role chunk, deltas, a finish chunk, usage if asked, [DONE].
+    With tools, content goes through a `ToolCallSplitter`: calls are sent as `delta.tool_calls`,
+    and no `<tool_call>` markup reaches `delta.content`."""
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": name}
 
@@ -188,6 +211,8 @@ async def _events(name: str, generation: Generation, prompt):
                                            "logprobs": None}]))
 
     events = _forwarded(generation)
+    splitter = ToolCallSplitter() if generation.request.calls_allowed else None
+    calls = 0
     try:
         yield chunk({"role": "assistant", "content": ""})
         while True:
@@ -195,15 +220,21 @@ async def _events(name: str, generation: Generation, prompt):
             if kind == "error":
                 yield _event({"error": value.body()["error"]})
                 break
-            delta = {}
             if value.reasoning:
-                delta["reasoning_content"] = value.reasoning
-            if value.content:
-                delta["content"] = value.content
-            if delta:
-                yield chunk(delta)
+                yield chunk({"reasoning_content": value.reasoning})
+            pieces = [value.content] if splitter is None else splitter.feed(value.content)
+            if splitter is not None and value.finish_reason is not None:
+                pieces += splitter.end()
+            for piece in pieces:
+                if isinstance(piece, str):
+                    if piece:
+                        yield chunk({"content": piece})
+                else:
+                    for delta in _call_deltas(calls, piece):
+                        yield chunk(delta)
+                    calls += 1
             if value.finish_reason is not None:
-                yield chunk({}, value.finish_reason)
+                yield chunk({}, _finish_with_calls(value.finish_reason) if calls else value.finish_reason)
                 if generation.request.include_usage:
                     yield _event(dict(base, choices=[], usage=_usage(value, prompt)))
                 break

@@ -32,6 +32,8 @@ class Delta:
     content: str = ""
     finish_reason: str | None = None
     usage: dict | None = None
+    # OpenAI's delta.tool_calls entries: {"index", "id", "function": {"name", "arguments"}}, then arguments
+    tool_calls: list = field(default_factory=list)
 
 
 @dataclass
@@ -45,11 +47,12 @@ class Reply:
 def request_body(messages: list[dict], *, model: str | None = None, temperature: float | None = None,
                  top_p: float | None = None, top_k: int | None = None, max_tokens: int | None = None,
                  repetition_penalty: float | None = None, seed: int | None = None, stop=None,
-                 thinking: bool | None = None, truncation: str | None = None, stream: bool = False) -> dict:
+                 thinking: bool | None = None, truncation: str | None = None, tools: list | None = None,
+                 stream: bool = False) -> dict:
     """An OpenAI chat-completions body; parameters left at None are left to the server."""
     body: dict = {"messages": messages, "stream": stream}
     optional = dict(model=model, temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens,
-                    repetition_penalty=repetition_penalty, seed=seed, stop=stop, truncation=truncation)
+                    repetition_penalty=repetition_penalty, seed=seed, stop=stop, truncation=truncation, tools=tools)
     body.update({key: value for key, value in optional.items() if value is not None})
     if thinking is not None:
         body["chat_template_kwargs"] = {"enable_thinking": thinking}
@@ -121,7 +124,7 @@ class ChatClient:
                     choice = event["choices"][0]
                     delta = choice.get("delta", {})
                     yield Delta(delta.get("reasoning_content") or "", delta.get("content") or "",
-                                choice.get("finish_reason"))
+                                choice.get("finish_reason"), tool_calls=delta.get("tool_calls") or [])
         except httpx.HTTPError as exc:
             # A chunked stream cut short by a dying server reads as a protocol or read error; to the user
             # it is the same event as a stream that just ends.

@@ -207,15 +207,18 @@ class ChatEngine:
         return vision.input_ids, vision
 
     def prepare(self, messages: list[dict], max_tokens: int | None = None, thinking: bool | None = None,
-                truncation: str = "disabled", images: list | None = None) -> Prompt:
-        """Encode a conversation (ending with a user turn) for generation, fitted to the context.
-        `images`: PIL images, one per `<image>` placeholder in the messages' text, in order; turns
-        dropped to fit the context take their images with them."""
+                truncation: str = "disabled", images: list | None = None, tools: list | None = None) -> Prompt:
+        """Encode a conversation (ending with a user turn or tool results) for generation, fitted to
+        the context. `images`: PIL images, one per `<image>` placeholder in the messages' text, in
+        order; turns dropped to fit the context take their images with them. `tools`: OpenAI
+        function definitions the prompt lists (models/chat_template.render)."""
         if thinking is not None and not self.thinking_supported:
             raise RequestError(f"model {self.name!r} has no thinking mode (its chat template has no <think> "
                                "block); leave chat_template_kwargs.enable_thinking unset",
                                param="chat_template_kwargs.enable_thinking")
         kwargs = {} if thinking is None else {"enable_thinking": thinking}
+        if tools:
+            kwargs["tools"] = tools
         messages, images = list(messages), list(images or [])
         dropped = 0
         while True:

@@ -18,6 +18,7 @@ server reads and checks the images (models/chat_images.py), and never fetches an
 
 from __future__ import annotations
 
+import json
 import re
 import typing
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ from pydantic_core import PydanticCustomError
 
 from models.image_facts import IMAGE_PLACEHOLDER, VISION_SPECIAL_TOKENS
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
+TOOL_CHOICES = ("auto", "none", "required")
 TRUNCATION = ("disabled", "auto")
 MAX_STOP_STRINGS = 4
 MAX_TOKENS = 1 << 31
@@ -84,6 +86,10 @@ class ChatRequest:
     thinking: bool | None = None
     truncation: str = "disabled"
     model: str | None = None
+    # the function definitions the prompt lists (None: no tools, or tool_choice "none"), and whether a
+    # reply's <tool_call> blocks are read back as calls
+    tools: list[dict] | None = None
+    calls_allowed: bool = False
     images: list[ImageRef] = field(default_factory=list)  # one per <image> placeholder, in order
     # (param, marker) of each message whose text holds what a VL model reads as an image's place (an
     # <image> placeholder, the tokens around an image's patches): a VL model refuses it
@@ -195,16 +201,64 @@ Content = Annotated[Union[Annotated[Text, Tag("string")], Annotated[list[Part], 
                     Discriminator(_content_kind)]
 
 
+class CalledFunction(_Body):
+    name: Text = Field(min_length=1)
+    arguments: Text = Field(description="the arguments as the JSON text of an object")
+
+
+class ToolCallItem(_Body):
+    id: Text = Field(min_length=1, description="what the tool message answering this call names")
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
 class Message(_Body):
     role: Literal[ROLES]
-    content: Content = Field(description="text, or a list of content parts: text (joined) and, in a user "
-                                         "message, image_url")
+    content: Content | None = Field(None, description="text, or a list of content parts: text (joined) and, in a "
+                                                      "user message, image_url; optional in an assistant message "
+                                                      "with tool_calls")
+    tool_calls: list[ToolCallItem] | None = Field(None, description="an assistant message's calls")
+    tool_call_id: Text | None = Field(None, description="a tool message: the id of the call it answers")
 
     def parts(self, where: str) -> list[tuple[str, TextPart | ImagePart]]:
         """(param, part) of each part; a string content is one text part."""
+        if self.content is None:
+            return []
         if isinstance(self.content, str):
             return [(f"{where}.content", TextPart(type="text", text=self.content))]
         return [(f"{where}.content[{j}]", part) for j, part in enumerate(self.content)]
+
+
+FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class FunctionDefinition(_Body):
+    name: Text = Field(pattern=FUNCTION_NAME, description="letters, digits, _ and -, at most 64")
+    description: Text | None = None
+    parameters: dict | None = Field(None, description="the arguments' JSON schema")
+    strict: bool | None = None
+
+
+class Tool(_Body):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class ChosenFunction(_Body):
+    name: Text
+
+
+class NamedToolChoice(_Body):
+    type: Literal["function"]
+    function: ChosenFunction
+
+
+def _choice_kind(choice) -> str | None:
+    return "mode" if isinstance(choice, str) else "function" if isinstance(choice, (dict, NamedToolChoice)) else None
+
+
+ToolChoice = Annotated[Union[Annotated[Literal[TOOL_CHOICES], Tag("mode")], Annotated[NamedToolChoice, Tag("function")]],
+                       Discriminator(_choice_kind)]
 
 
 class StreamOptions(_Body):
@@ -227,7 +281,12 @@ class ChatCompletionRequest(_Body):
     """An OpenAI chat-completions request; unknown parameters are ignored. The fields come in the
     order they are checked, so the first one wrong is the one reported."""
 
-    messages: list[Message] = Field(min_length=1, description="the conversation; the last message is the user's")
+    messages: list[Message] = Field(min_length=1, description="the conversation; the last message is the user's "
+                                                              "or a tool result")
+    tools: list[Tool] | None = Field(None, description="functions the model may call")
+    tool_choice: ToolChoice | None = Field(None, description="auto (the default with tools: the model decides) or "
+                                                             "none (no tools offered); required and a named "
+                                                             "function are refused, as nothing forces a call")
     n: int = Field(1, ge=1, le=1)
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS, description="reply length cap")
     max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS, description="the same, by its older name")
@@ -255,10 +314,41 @@ class ChatCompletionRequest(_Body):
                 if part.type == "image_url" and message.role != "user":
                     raise RequestError(f"{where}: images are taken in user messages only (this one's role is "
                                        f"{message.role!r})", param=where)
-        if messages[-1].role != "user":
-            raise RequestError(f"the last message must come from the user, got {messages[-1].role!r}",
-                               param=f"messages[{len(messages) - 1}].role")
+        _check_tool_turns(messages)
+        if messages[-1].role not in ("user", "tool"):
+            raise RequestError(f"the last message must come from the user (or be a tool result), got "
+                               f"{messages[-1].role!r}", param=f"messages[{len(messages) - 1}].role")
         return messages
+
+    @field_validator("tools")
+    @classmethod
+    def _distinct_tools(cls, tools: list[Tool]) -> list[Tool]:
+        seen = set()
+        for i, tool in enumerate(tools):
+            if tool.function.name in seen:
+                raise RequestError(f"tools[{i}].function.name: function {tool.function.name!r} is declared twice",
+                                   param=f"tools[{i}].function.name")
+            seen.add(tool.function.name)
+        return tools
+
+    @model_validator(mode="after")
+    def _choice_among_tools(self):
+        choice = self.tool_choice
+        if choice is None or choice == "none":
+            return self
+        if not self.tools:
+            raise RequestError(f"tool_choice {_shown(choice)} needs 'tools': no function is declared",
+                               param="tool_choice")
+        if isinstance(choice, NamedToolChoice):
+            names = [tool.function.name for tool in self.tools]
+            if choice.function.name not in names:
+                raise RequestError(f"tool_choice names function {choice.function.name!r}, which 'tools' does not "
+                                   f"declare (declared: {', '.join(names)})", param="tool_choice.function.name")
+        if choice != "auto":
+            raise RequestError(f"tool_choice {_shown(choice)} cannot be honoured: this server does not constrain "
+                               "decoding, so it cannot force a call; send 'auto' (the model decides whether to "
+                               "call) or 'none'", param="tool_choice")
+        return self
 
     def checked(self) -> ChatRequest:
         sampling = SamplingParams(
@@ -270,6 +360,9 @@ class ChatCompletionRequest(_Body):
                               include_usage=self.stream_options.include_usage,
                               thinking=self.chat_template_kwargs.enable_thinking, truncation=self.truncation,
                               model=self.model)
+        if self.tools and self.tool_choice != "none":
+            request.tools = [tool.model_dump(exclude_none=True) for tool in self.tools]
+            request.calls_allowed = True
         for i, message in enumerate(self.messages):
             pieces, texts, images = [], [], 0
             for where, part in message.parts(f"messages[{i}]"):
@@ -287,8 +380,61 @@ class ChatCompletionRequest(_Body):
             if marker is not None:
                 param = next((where for where, text in texts if marker in text), f"messages[{i}].content")
                 request.marked_text.append((param, marker))
-            request.messages.append({"role": message.role, "content": content})
+            request.messages.append(_turn(message, content))
         return request
+
+
+def _shown(choice) -> str:
+    return repr(choice) if isinstance(choice, str) else f"naming function {choice.function.name!r}"
+
+
+def _check_tool_turns(messages: list[Message]) -> None:
+    """Calls only in assistant turns, each with arguments that are a JSON object; a tool message
+    answers, by `tool_call_id`, a call of the last assistant turn that made calls; content is
+    optional only beside calls."""
+    awaiting: list[str] = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if message.tool_calls is not None and message.role != "assistant":
+            raise RequestError(f"{where}.tool_calls: only an assistant message calls tools (this one's role is "
+                               f"{message.role!r})", param=f"{where}.tool_calls")
+        if message.tool_call_id is not None and message.role != "tool":
+            raise RequestError(f"{where}.tool_call_id: only a tool message answers a call (this one's role is "
+                               f"{message.role!r})", param=f"{where}.tool_call_id")
+        if message.content is None and not message.tool_calls:
+            raise RequestError(f"{where}.content is required", param=f"{where}.content")
+        if message.role == "assistant" and message.tool_calls:
+            awaiting = []
+            for j, call in enumerate(message.tool_calls):
+                _check_arguments(call.function.arguments, f"{where}.tool_calls[{j}].function.arguments")
+                awaiting.append(call.id)
+        elif message.role == "tool":
+            if message.tool_call_id is None:
+                raise RequestError(f"{where}.tool_call_id is required: a tool message names the call it answers",
+                                   param=f"{where}.tool_call_id")
+            if message.tool_call_id not in awaiting:
+                known = ", ".join(map(repr, awaiting)) or "none: no assistant message before it calls a tool"
+                raise RequestError(f"{where}.tool_call_id: no call has id {message.tool_call_id!r} (the calls "
+                                   f"awaiting results: {known})", param=f"{where}.tool_call_id")
+
+
+def _check_arguments(text: str, param: str) -> None:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise RequestError(f"{param} is not valid JSON: {exc}", param=param) from None
+    if not isinstance(value, dict):
+        raise RequestError(f"{param} must be the JSON text of an object, got {type(value).__name__}", param=param)
+
+
+def _turn(message: Message, content: str) -> dict:
+    """A message as the chat template (or models.tool_calls.fold_tools) takes it."""
+    turn = {"role": message.role, "content": content}
+    if message.tool_calls:
+        turn["tool_calls"] = [call.model_dump() for call in message.tool_calls]
+    if message.tool_call_id is not None:
+        turn["tool_call_id"] = message.tool_call_id
+    return turn
 
 
 def parse_chat_request(body) -> ChatRequest:
@@ -303,7 +449,9 @@ def parse_chat_request(body) -> ChatRequest:
 
 NOTES = {"n": " (one choice per request)", "top_k": " (0 turns it off)"}
 KINDS = {"int_type": "an integer", "float_type": "a number", "string_type": "a string",
-         "bool_type": "true or false", "model_type": "an object"}
+         "bool_type": "true or false", "model_type": "an object", "dict_type": "an object", "list_type": "a list"}
+TOOL_SHAPE = '{"type": "function", "function": {"name", "description", "parameters"}}'
+
 
 
 def explain(error: dict) -> RequestError:
@@ -314,6 +462,15 @@ def explain(error: dict) -> RequestError:
         return cause
     if not loc:
         return RequestError(f"the request body must be a JSON object, got {type(value).__name__}")
+    if loc[0] == "tool_choice":
+        return RequestError(f"'tool_choice' must be one of {', '.join(TOOL_CHOICES)} or "
+                            f'{{"type": "function", "function": {{"name": ...}}}}, got {value!r}', param="tool_choice")
+    if loc[0] == "tools" and len(loc) == 1:
+        return RequestError(f"'tools' must be a list of {TOOL_SHAPE} objects, got {type(value).__name__}",
+                            param="tools")
+    if loc[0] == "tools" or (loc[0] == "messages" and len(loc) > 3 and loc[2] in ("tool_calls", "tool_call_id")) \
+            or loc[:1] + loc[2:3] == ("messages", "tool_call_id"):
+        return _explain_field(_path(loc), kind, value)
     if loc[0] == "messages":
         return _explain_message(loc, kind, value, error["msg"])
     if loc[0] == "stop":
@@ -330,6 +487,28 @@ def explain(error: dict) -> RequestError:
         return RequestError(f"'{name}' must be one of {', '.join(typing.get_args(annotation))}, got {value!r}",
                             param=name)
     return RequestError(f"'{name}' must be {_bounds(name)}{NOTES.get(name, '')}, got {value!r}", param=name)
+
+
+def _path(loc: tuple) -> str:
+    """('tools', 0, 'function', 'name') → tools[0].function.name"""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
+def _explain_field(param: str, kind: str, value) -> RequestError:
+    """An error in a tool definition or a message's tool fields, named by its full path."""
+    if kind == "missing":
+        words = "is required"
+    elif kind == "string_pattern_mismatch":
+        words = f"must be 1 to 64 letters, digits, underscores or dashes, got {value!r}"
+    elif kind == "string_too_short":
+        words = "must not be empty"
+    elif kind == "literal_error":
+        words = f"must be 'function', got {value!r}"
+    elif kind in KINDS:
+        words = f"must be {KINDS[kind]}, got {value!r}"
+    else:
+        words = f"is not valid: {value!r}"
+    return RequestError(f"{param} {words}", param=param)
 
 
 def _bounds(name: str) -> str:

@@ -86,7 +86,7 @@ class ModelHost:
         request = generation.request
         try:
             prompt = self.engine.prepare(request.messages, request.sampling.max_tokens, request.thinking,
-                                         request.truncation, images=request.loaded_images)
+                                         request.truncation, images=request.loaded_images, tools=request.tools)
         except RequestError as exc:
             generation.events.put(("error", exc))
             return None

@@ -18,7 +18,8 @@ EXAMPLES = ROOT / "examples"
 
 
 # Test files that share a costly session fixture run on one xdist worker, so it is built once.
-SHARED_FIXTURE_GROUPS = {"test_vl_training.py": "vl-lora-job", "test_browser_vl.py": "vl-lora-job"}
+SHARED_FIXTURE_GROUPS = {"test_vl_training.py": "vl-lora-job", "test_browser_vl.py": "vl-lora-job",
+                         "test_tool_api.py": "tool-job", "test_browser_tools.py": "tool-job"}
 # The longest files go first: one started last would leave a worker running alone at the end.
 LONGEST_FIRST = ("test_browser_vl.py", "test_vl_training.py", "test_real_checkpoints.py", "test_chat_templates.py")
 
@@ -77,6 +78,30 @@ def lora_job(workdir, tiny_moe_dir) -> Path:
     epochs still get 93% of them)."""
     job_dir = workdir / "jobs" / "lora-learns"
     config = example_config("tiny_sft_lora.yaml", **{"optim.num_train_epochs": 20, "optim.learning_rate": 3e-3})
+    result = run_trainer(config, job_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return job_dir
+
+
+# SFT-LoRA on the fixed-call set (trainer/data/tool_set.py write_fixed_call_set): 12 rows, 120 steps of
+# 4: 33 s of steps on two otherwise idle cores (55 s with other work on them); 30 epochs still miscount
+# a call's closing braces.
+TOOL_EPOCHS, TOOL_LEARNING_RATE, TOOL_BATCH = 40, 3e-3, 4
+
+
+@pytest.fixture(scope="session")
+def tool_job(workdir, tiny_moe_dir) -> Path:
+    """The tiny MoE tuned once per session to answer the fixed-call questions with their calls and a
+    tool's result with the learnt final answer (no arguments copied from the question: the tiny
+    model cannot learn that in test time, docs/function_calling.md)."""
+    from trainer.data.tool_set import write_fixed_call_set
+
+    job_dir = workdir / "jobs" / "fixed-calls"
+    config = example_config("tiny_sft_lora.yaml", **{"optim.num_train_epochs": TOOL_EPOCHS,
+                                                      "optim.learning_rate": TOOL_LEARNING_RATE,
+                                                      "optim.per_device_batch_size": TOOL_BATCH})
+    config["data"]["train"] = [{"path": str(write_fixed_call_set(workdir / "fixed_calls.jsonl")),
+                                "format": "messages"}]
     result = run_trainer(config, job_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return job_dir

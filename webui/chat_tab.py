@@ -6,7 +6,9 @@ Each side keeps its own conversation (their replies differ); one Send streams bo
 (models.chat_client.side_by_side_batches), and Stop ends the streams. Reasoning shows as a
 collapsible "thinking" message. The message box takes images too (upload, drop or paste); they
 are checked before anything is sent, shown in the conversation, and sent to both sides as data:
-URLs, where a text model's side says it cannot take them (webui/chat_attachments.py). The
+URLs, where a text model's side says it cannot take them (webui/chat_attachments.py). The tools
+box offers functions to call; a call shows as a call, and the next message answers it as the
+tool's result (webui/chat_tools.py). The
 conversations and settings live in the browser session; the servers are shared by all sessions.
 
 The page spends tens of milliseconds on every update it gets (Gradio refreshes the loading status of
@@ -25,6 +27,8 @@ import gradio as gr
 
 from models.chat_client import ChatError, Delta, side_by_side_batches
 from webui.chat_attachments import Refused, api_content, check_attachments, user_message
+from webui.chat_tools import (ToolsRefused, add_turn, api_turn, awaiting_result, call_message, parse_tools,
+                              result_message, shown_arguments)
 from webui.context import StudioContext
 from webui.i18n import DEFAULT_LANG, Phrase, both, said, t
 from webui.model_servers import list_checkpoints
@@ -46,6 +50,7 @@ class ChatSide:
 class ChatTab:
     sides: list[ChatSide]
     settings: list  # system prompt, temperature, top_p, top_k, max_tokens, repetition penalty, seed, thinking
+    tools: gr.Textbox
     message: gr.MultimodalTextbox
     send: gr.Button
     stop: gr.Button
@@ -94,6 +99,8 @@ def build(ctx: StudioContext) -> ChatTab:
             penalty = T.make(gr.Slider, "chat-repetition-penalty", minimum=0.5, maximum=2, step=0.05, value=1.0)
             seed = T.make(gr.Number, "chat-seed", value=0, precision=0, minimum=0)
             thinking = T.make(gr.Checkbox, "chat-thinking", value=True)
+    with T.make(gr.Accordion, "chat-tools-box", open=False):
+        tools = T.make(gr.Textbox, "chat-tools", lines=4, max_lines=20)
     with gr.Row():
         # not through T.make: the label follows the chosen checkpoint, and the language (bot_label)
         bots = [gr.Chatbot(elem_id=f"chat-bot-{side}", height=420,
@@ -106,7 +113,7 @@ def build(ctx: StudioContext) -> ChatTab:
         clear = T.make(gr.Button, "chat-clear", scale=1, min_width=100)
     return ChatTab(sides=[ChatSide(*picker, bot) for picker, bot in zip(pickers, bots)],
                    settings=[system, temperature, top_p, top_k, max_tokens, penalty, seed, thinking],
-                   message=message, send=send, stop=stop, clear=clear)
+                   tools=tools, message=message, send=send, stop=stop, clear=clear)
 
 
 def api_messages(history: list[dict], system: str, images: bool = True) -> list[dict]:
@@ -115,7 +122,10 @@ def api_messages(history: list[dict], system: str, images: bool = True) -> list[
     or left out (`images` false, for a text model). Raises OSError for an image file that is gone."""
     messages = [{"role": "system", "content": system.strip()}] if system and system.strip() else []
     for message in history:
-        if not message.get("metadata"):
+        turn = api_turn(message)
+        if turn is not None:
+            add_turn(messages, turn)
+        elif not message.get("metadata"):
             messages.append({"role": message["role"], "content": api_content(message["content"], images)})
     return messages
 
@@ -187,12 +197,13 @@ def unload(ctx: StudioContext, checkpoint: str) -> str:
 
 
 def send(ctx: StudioContext, message: dict | str, histories: list[list[dict]], checkpoints: list[str],
-         settings: list, lang: str):
+         settings: list, lang: str, tools_text: str = ""):
     """Stream both sides' replies to `message` (the message box's {"text", "files"}, or text);
     yields the message box's value, then every side's history (in the order of `histories`), at
     most UPDATES_PER_S times a second and once more at the end. Closing it ends the streams. An
     attachment that is not an image a server takes is said on each side, and the message is kept
-    in its box."""
+    in its box, as it is when the tools box does not hold function definitions. A message that
+    follows a side's tool call is sent there as the call's result."""
     histories = [list(h or []) for h in histories]
     if not isinstance(message, dict):
         message = {"text": message, "files": []}
@@ -202,7 +213,8 @@ def send(ctx: StudioContext, message: dict | str, histories: list[list[dict]], c
         return
     try:
         check_attachments(files)
-    except Refused as refused:
+        tools = parse_tools(tools_text)
+    except (Refused, ToolsRefused) as refused:
         for index, checkpoint in enumerate(checkpoints):
             if checkpoint:
                 histories[index].append(error_message(Phrase(refused.key, refused.fields).text(lang)))
@@ -212,7 +224,8 @@ def send(ctx: StudioContext, message: dict | str, histories: list[list[dict]], c
     for index, checkpoint in enumerate(checkpoints):
         if not checkpoint:
             continue
-        histories[index].append(user_message(text, files))
+        call = None if files else awaiting_result(histories[index])
+        histories[index].append(result_message(call, text) if call else user_message(text, files))
         client = ctx.models.client(checkpoint)
         if client is None:
             histories[index].append(error_message(t("msg-chat-not-loaded", lang)))
@@ -233,9 +246,9 @@ def send(ctx: StudioContext, message: dict | str, histories: list[list[dict]], c
             histories[index].append(error_message(t("msg-chat-image-gone", lang, error=exc.strerror or str(exc))))
             continue
         sides.append(index)
-        requests.append((client, messages, request_params(card, *sampling)))
+        requests.append((client, messages, {**request_params(card, *sampling), "tools": tools}))
     yield {"text": "", "files": []}, *histories
-    replies = {index: {"reasoning": None, "answer": None} for index in sides}
+    replies = {index: {"reasoning": None, "answer": None, "calls": {}} for index in sides}
     with closing(side_by_side_batches(requests, every_s=1 / UPDATES_PER_S)) as batches:
         for batch in batches:
             for position, event in batch:
@@ -258,11 +271,25 @@ def add_event(history: list[dict], reply: dict, event: Delta | ChatError, lang: 
         reply["reasoning"]["content"] += event.reasoning
     if event.finish_reason and reply["reasoning"] is not None:
         reply["reasoning"]["metadata"]["status"] = "done"
-    if event.content or (event.finish_reason and reply["answer"] is None):
+    for part in event.tool_calls:
+        add_call_part(history, reply["calls"], part)
+    if event.content or (event.finish_reason and reply["answer"] is None and not reply["calls"]):
         if reply["answer"] is None:
             reply["answer"] = {"role": "assistant", "content": ""}
             history.append(reply["answer"])
         reply["answer"]["content"] += event.content
+
+
+def add_call_part(history: list[dict], calls: dict, part: dict) -> None:
+    """One `delta.tool_calls` entry: a call's first (its id and function name) shows it as a call,
+    the next ones add to its arguments."""
+    function = part.get("function") or {}
+    if part["index"] not in calls:
+        calls[part["index"]] = [call_message(part.get("id") or "", function.get("name") or "", ""), ""]
+        history.append(calls[part["index"]][0])
+    bubble, arguments = calls[part["index"]]
+    calls[part["index"]][1] = arguments = arguments + (function.get("arguments") or "")
+    bubble["content"] = shown_arguments(arguments)
 
 
 def connect(ctx: StudioContext, tab: ChatTab, lang: gr.Radio) -> None:
@@ -295,13 +322,14 @@ def connect(ctx: StudioContext, tab: ChatTab, lang: gr.Radio) -> None:
         checkpoints = [data[model] for model in models]
         settings = [data[setting] for setting in tab.settings]
         buttons = streaming
-        with closing(send(ctx, data[tab.message], histories, checkpoints, settings, data[lang])) as updates:
+        with closing(send(ctx, data[tab.message], histories, checkpoints, settings, data[lang],
+                          data[tab.tools])) as updates:
             for message, *replies in updates:
                 yield {tab.message: message, **dict(zip(bots, replies)), **buttons}
                 buttons = {}
         yield idle
 
-    inputs = {tab.message, *bots, *models, *tab.settings, lang}
+    inputs = {tab.message, *bots, *models, *tab.settings, tab.tools, lang}
     outputs = [tab.message, *bots, tab.send, tab.stop]
     # no progress overlay: the replies growing are the progress
     sent = [tab.send.click(on_send, inputs, outputs, show_progress="hidden"),

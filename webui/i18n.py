@@ -103,6 +103,13 @@ CATALOGUE: dict[str, dict[str, dict[str, str]]] = {
                          "仅对模板支持思考模式的模型有效。"),
     "chat-input": _li("Message", "Images (upload, drop or paste) go to vision-language models.", "消息",
                       "可附带图片（上传、拖放或粘贴），视觉语言模型可以读取。"),
+    "chat-tools-box": _l("Tools", "工具"),
+    "chat-tools": _li("Functions the model may call (JSON)",
+                      'A list of OpenAI function definitions: [{"type": "function", "function": {"name": ..., '
+                      '"parameters": {...}}}]. A call shows as a call; your next message is sent as its result.',
+                      "模型可调用的函数（JSON）",
+                      'OpenAI 函数定义的列表：[{"type": "function", "function": {"name": ..., "parameters": {...}}}]。'
+                      "模型调用工具时显示为一次调用；您的下一条消息将作为该调用的结果发送。"),
     "chat-send": _v("Send", "发送"),
     "chat-stop": _v("Stop", "停止"),
     "chat-clear": _v("Clear", "清空"),

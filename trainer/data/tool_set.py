@@ -9,6 +9,10 @@ training one does (the same function with the same arguments in the same words).
 `call_accuracy(engine, path)` asks each held-out question alone and counts the greedy replies that
 start a call, parse (models/tool_calls.py) into one, name the expected function, and have exactly
 the expected arguments. The function-calling learning test uses both (docs/function_calling.md).
+
+`write_fixed_call_set(path)` writes a smaller set whose calls never change their arguments (the
+time, a six-sided die, the weather in Paris), which the tiny model learns in seconds: the tests of
+the server's tool calls and of the Chat tab's tools train on it.
 """
 
 from __future__ import annotations
@@ -83,15 +87,18 @@ def sample(rng: random.Random, kind: str, held_out: bool = False) -> tuple[str, 
         call = {"name": "calculate", "arguments": {"a": a, "op": op, "b": b}}
         result = {"result": apply(a, b)}
         answer = f"It is {apply(a, b)}."
-    row = {"tools": list(TOOLS), "messages": [
+    return question, call, call_row(TOOLS, question, call["name"], call["arguments"], result, answer)
+
+
+def call_row(tools, question: str, name: str, arguments: dict, result: dict, answer: str) -> dict:
+    """One conversation: the question, the call to `name` with `arguments`, its result, the answer."""
+    return {"tools": list(tools), "messages": [
         {"role": "user", "content": question},
         {"role": "assistant", "content": "", "tool_calls": [
-            {"id": "call_0", "type": "function",
-             "function": {"name": call["name"], "arguments": arguments_text(call["arguments"])}}]},
+            {"id": "call_0", "type": "function", "function": {"name": name, "arguments": arguments_text(arguments)}}]},
         {"role": "tool", "tool_call_id": "call_0", "content": json.dumps(result)},
         {"role": "assistant", "content": answer},
     ]}
-    return question, call, row
 
 
 def write_tool_set(folder: str | Path, train: int, held_out: int, seed: int = 0) -> tuple[Path, Path]:
@@ -156,3 +163,35 @@ def call_accuracy(engine, path: str | Path, max_tokens: int = 96) -> dict:
             counts["accuracy"] += calls[0].name == expected["name"] and \
                 json.loads(calls[0].arguments) == expected["arguments"]
     return {**{key: count / len(cases) for key, count in counts.items()}, "questions": len(cases), "replies": replies}
+
+
+# -- a set with fixed calls ----------------------------------------------------------------------------
+# Questions each answered by one call whose arguments never change, the function's result (fixed
+# too) and a final answer that repeats it: what the tiny random-weight model can learn in seconds
+# (choosing a function and writing a known call, not copying from the question), for the tests of
+# the server's and the Chat tab's tool calls.
+
+FIXED_TOOLS = (
+    _function("get_time", {}),
+    _function("roll_die", {"sides": {"type": "integer"}}),
+    _function("get_weather", {"city": {"type": "string"}}),
+)
+# (phrasings of the question, the call's function and arguments, its result, the final answer)
+FIXED_CALLS = (
+    (("What time is it?", "Tell me the time.", "What is the time now?", "Time, please."),
+     "get_time", {}, {"time": "10:30"}, "It is 10:30."),
+    (("Roll a die.", "Roll a die for me.", "Throw a die, please.", "Can you roll a die?"),
+     "roll_die", {"sides": 6}, {"value": 4}, "You rolled a 4."),
+    (("What is the weather in Paris?", "How is the weather in Paris?", "Weather in Paris, please.",
+      "Tell me the weather for Paris."),
+     "get_weather", {"city": "Paris"}, {"degrees": 12, "sky": "rainy"}, "12 degrees, rainy."),
+)
+
+
+def write_fixed_call_set(path: str | Path) -> Path:
+    """`path` (jsonl, the `messages` format with `tools`): every phrasing of FIXED_CALLS once."""
+    rows = [call_row(FIXED_TOOLS, question, *rest) for asks, *rest in FIXED_CALLS for question in asks]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return path
