@@ -445,6 +445,11 @@ def test_export_merges_the_finished_job_and_shows_where_and_how_big(page, traine
     # choosing the tab lists the completed jobs again (the job may have finished since the page loaded)
     wait_until(lambda: page.locator("#export-job input").input_value(), 60, "the Export tab to list a job")
     choose(page, "export-job", f"{JOB_NAME} · {trained_job.id}")
+    # the tab's own refresh of its list, answered late on a busy machine, can set the choice back:
+    # the job must stay chosen for two looks in a row before Start reads it
+    looks = []
+    wait_until(lambda: looks.append(trained_job.id in page.locator("#export-job input").input_value())
+               or looks[-2:] == [True, True], 60, "the finished job to stay chosen")
     page.click("#export-start")
     status = wait_text(page, "#export-status", "Exported to", timeout_s=600)
     match = re.search(r"Exported to (\S+) \(([\d.]+ [KMG]?B)\)", status)
