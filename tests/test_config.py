@@ -305,7 +305,7 @@ def test_erniekit_dpo_and_dataset_mixing():
     cfg = C.from_dict(data)
     assert cfg.method == "dpo" and cfg.finetuning.type == "full" and cfg.dpo.beta == 0.2
     assert [(e.path, e.format, e.probability) for e in cfg.data.train] == \
-        [("a.jsonl", "erniekit_dpo", 0.5), ("b.jsonl", "messages", 0.3), ("c.jsonl", "auto", 0.2)]
+        [("a.jsonl", "erniekit_dpo", 0.5), ("b.jsonl", "chatml_dpo", 0.3), ("c.jsonl", "auto", 0.2)]
     assert cfg.precision == "fp32" and cfg.devices.device == "cpu"
     assert unmapped == ["min_lr: 5.0e-07"]
     assert any("'odd'" in note for note in notes)

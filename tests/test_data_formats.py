@@ -28,6 +28,7 @@ EXPECTED = {
     "alpaca_dpo": Example([Turn(U, "2+2?")], chosen="4", rejected="5"),
     "messages": Example([Turn(S, "Think first."), Turn(U, "2+2?"), Turn(A, "<think>2 and 2</think>4")]),
     "messages_dpo": Example([Turn(U, "2+2?")], chosen="4", rejected="5"),
+    "chatml_dpo": Example([Turn(U, "Hi"), Turn(A, "Hello!"), Turn(U, "2+2?")], chosen="4", rejected="5"),
     "sharegpt": Example([Turn(S, "Be kind."), Turn(U, "Hi"), Turn(A, "Hello"), Turn(U, "Bye"), Turn(A, "Bye!")]),
     "sharegpt_dpo": Example([Turn(U, "2+2?")], chosen="4", rejected="5"),
     "erniekit_vl": Example([Turn(S, "Be kind."), Turn(U, "Hi"), Turn(A, "Hello"), Turn(U, "Bye"), Turn(A, "Bye!")]),
@@ -96,7 +97,8 @@ def test_erniekit_dpo_shapes_and_errors():
         "the last prompt"]
     assert issues_of({"src": "q", "response": [["a", "u", "b"], ["c"]], "sort": [1, 0]}, "erniekit_dpo") == [
         "d.jsonl:12: field 'response[0]': expected one reply (a string or a one-item list), got a list of 3: "
-        "multi-turn session responses are not supported"]
+        "a reply spanning several turns (a session-level response) is not supported; put the turns before the "
+        "compared reply in the conversation"]
 
 
 def test_alpaca_empty_input_and_system():
@@ -160,6 +162,57 @@ def test_preference_errors_with_line_numbers(tmp_path):
         "4: rejected: chosen and rejected replies are identical; a preference pair needs two different replies",
         "5: conversations: the prompt must end with a human turn; the replies go in 'chosen' and 'rejected'",
     ]
+
+
+HISTORY = [{"role": "user", "content": "2+3?"}, {"role": "assistant", "content": "5"},
+           {"role": "user", "content": "And the capital of France?"}]
+
+
+def test_a_multi_turn_pair_reads_alike_in_each_shape():
+    """The reply compared on the last turn of a conversation, with the turns before it: paddleformers'
+    and ERNIEKit's messages shape, OpenAI messages, ERNIEKit's src/tgt history and sharegpt."""
+    expected = Example([Turn(U, "2+3?"), Turn(A, "5"), Turn(U, "And the capital of France?")],
+                       chosen="Paris.", rejected="5")
+    rows = {
+        "chatml_dpo": {"messages": HISTORY, "chosen_response": [{"role": "assistant", "content": "Paris."}],
+                       "rejected_response": [{"role": "assistant", "content": "5"}]},
+        "messages_dpo": {"messages": HISTORY, "chosen": "Paris.", "rejected": {"role": "assistant", "content": "5"}},
+        "erniekit_dpo": {"src": ["2+3?", "And the capital of France?"], "tgt": ["5"], "response": ["5", "Paris."],
+                         "sort": [0, 1]},
+        "sharegpt_dpo": {"conversations": [{"from": "human", "value": "2+3?"}, {"from": "gpt", "value": "5"},
+                                           {"from": "human", "value": "And the capital of France?"}],
+                         "chosen": {"from": "gpt", "value": "Paris."}, "rejected": [{"from": "gpt", "value": "5"}]},
+    }
+    for name, row in rows.items():
+        assert detect_format([row]) == name
+        assert convert(row, name) == expected, name
+    assert convert(rows["chatml_dpo"], "chatml_dpo").to_record() == rows["chatml_dpo"]
+
+
+def test_multi_turn_pair_errors_name_the_reply_fields():
+    good = {"messages": HISTORY, "chosen_response": [{"role": "assistant", "content": "Paris."}],
+            "rejected_response": [{"role": "assistant", "content": "5"}]}
+    session = [{"role": "assistant", "content": "Paris."}, {"role": "user", "content": "Sure?"},
+               {"role": "assistant", "content": "Yes."}]
+    call = {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}
+    assert issues_of({**good, "chosen_response": session}, "chatml_dpo") == [
+        "d.jsonl:12: field 'chosen_response': expected one reply (a string or a one-item list), got a list of 3: "
+        "a reply spanning several turns (a session-level response) is not supported; put the turns before the "
+        "compared reply in the conversation"]
+    assert issues_of({**good, "rejected_response": [call]}, "chatml_dpo") == [
+        "d.jsonl:12: field 'rejected_response[0].tool_calls': a reply that calls tools cannot be one side of a "
+        "preference pair here: give the reply as text (calls may appear in the conversation before it)"]
+    assert issues_of({**good, "messages": HISTORY + [{"role": "assistant", "content": "Paris."}]}, "chatml_dpo") == [
+        "d.jsonl:12: field 'messages': the prompt must end with a user turn; the replies go in 'chosen_response' "
+        "and 'rejected_response'"]
+    assert issues_of({k: v for k, v in good.items() if k != "rejected_response"}, "chatml_dpo") == [
+        "d.jsonl:12: field 'rejected_response': required field is missing: a preference row needs both "
+        "'chosen_response' and 'rejected_response'"]
+    assert issues_of({**good, "chosen_response": [{"role": "user", "content": "Paris."}]}, "chatml_dpo") == [
+        "d.jsonl:12: field 'chosen_response[0].role': expected the assistant's reply (role 'assistant' or 'gpt'), "
+        "got string 'user'"]
+    assert issues_of({**good, "tools": [{"type": "function", "function": {"parameters": {}}}]}, "chatml_dpo")[0] \
+        .startswith("d.jsonl:12: field 'tools[0].function.name': ")
 
 
 def test_erniekit_dpo_sort_mismatch_in_a_file(tmp_path):

@@ -14,12 +14,13 @@ from trainer.data.formats import Example, Turn
 from trainer.data.tokenize import IGNORE_INDEX, encode_dpo
 
 SAMPLE_DPO = ROOT / "assets" / "sample_dpo.jsonl"
+SAMPLE_DPO_MULTITURN = ROOT / "assets" / "sample_dpo_multiturn.jsonl"
 
 
-def preference_examples() -> list[Example]:
+def preference_examples(path=SAMPLE_DPO) -> list[Example]:
     from trainer.data.validate import load_examples
 
-    examples, report = load_examples(str(SAMPLE_DPO), "auto", False)
+    examples, report = load_examples(str(path), "auto", False)
     assert report.rows_invalid == 0 and len(examples) == 60
     return examples
 
@@ -93,6 +94,37 @@ def test_preference_truncation_policies(tiny_tokenizer):
     assert encode_dpo(tiny_tokenizer, example, full.prompt_len + 20, 4096, "skip_row")[0] is None
 
 
+def test_a_multi_turn_pair_keeps_its_history_and_tools_in_the_prompt(tiny_tokenizer):
+    """The conversation before the compared reply (earlier replies, a tool call and its result, the
+    tool list) is the prompt, read and never learned; only the two replies are."""
+    from models.chat_template import encode_conversation
+    from trainer.data.formats import convert
+
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}
+    row = {"tools": [weather], "messages": [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {
+            "name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": '{"sky": "rainy"}'},
+        {"role": "assistant", "content": "Rainy."},
+        {"role": "user", "content": "Should I take an umbrella?"}],
+        "chosen_response": [{"role": "assistant", "content": "Yes, it rains in Oslo."}],
+        "rejected_response": [{"role": "assistant", "content": "Rainy."}]}
+    example = convert(row, "chatml_dpo")
+    features, truncated = encode_dpo(tiny_tokenizer, example, 1024, 1024)
+    prompt_ids, _ = encode_conversation(tiny_tokenizer, [t.to_message() for t in example.messages], tools=[weather])
+    assert not truncated and features.input_ids[:features.prompt_len] == prompt_ids
+    prompt = tiny_tokenizer.decode(prompt_ids)
+    assert all(text in prompt for text in ("get_weather", '"city": "Oslo"', "rainy", "Rainy.", "umbrella"))
+    labels = features.response_labels
+    assert set(labels[:features.prompt_len - 1]) == {IGNORE_INDEX}
+    learned = labels[features.prompt_len - 1:]
+    assert IGNORE_INDEX not in learned and len(learned) == features.chosen_len + features.rejected_len
+    assert tiny_tokenizer.decode(learned[:features.chosen_len]).startswith("Yes, it rains in Oslo.")
+    assert tiny_tokenizer.decode(learned[features.chosen_len:]).startswith("Rainy.")
+
+
 def test_sft_and_dpo_refuse_the_other_kind_of_data(workdir, tiny_moe_dir, tmp_path):
     config = example_config("tiny_sft_lora.yaml", **{"optim.max_steps": 2})
     config["data"]["train"] = [{"path": str(SAMPLE_DPO), "format": "auto"}]
@@ -133,6 +165,53 @@ def test_dpo_lora_makes_the_model_prefer_the_chosen_replies(dpo_lora_job, tiny_m
     assert metrics[0]["reward_accuracy"] < 0.8 and metrics[-1]["reward_accuracy"] >= 0.9
     assert metrics[-1]["reward_margin"] > metrics[0]["reward_margin"] and metrics[-1]["loss"] < metrics[0]["loss"]
     assert metrics[-1]["epoch"] == pytest.approx(DPO_EPOCHS)
+
+
+# The multi-turn example (each conversation's last reply compared with a repeat of the answer to
+# the turn before) at the single-turn fixture's learning rate: its reward accuracy is 1.0 from
+# about step 12, so 5 epochs (40 steps, a metrics line every 4) leave a wide margin.
+MULTITURN_EPOCHS = 5
+
+
+@pytest.fixture(scope="module")
+def dpo_multiturn_job(workdir, tiny_moe_dir):
+    job_dir = workdir / "jobs" / "dpo-multiturn"
+    config = example_config("tiny_dpo_multiturn_lora.yaml", **{
+        "optim.num_train_epochs": MULTITURN_EPOCHS, "optim.learning_rate": 3e-3, "logging.logging_steps": 4})
+    result = run_trainer(config, job_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return job_dir
+
+
+def test_multi_turn_dpo_teaches_answering_the_last_turn_as_single_turn_dpo_teaches_its_pairs(
+        dpo_multiturn_job, dpo_lora_job, tiny_moe_dir, tiny_tokenizer):
+    """Both jobs' reward accuracy starts low and ends at least 0.9; on every pair of the multi-turn
+    set the tuned model's implicit reward (its log-probability over the base's) is higher for the
+    answer to the last question than for the repeat of the answer before it, and per token it
+    prefers that answer where the base model does not. (Summed log-probabilities would favour the
+    shorter reply whatever was learned: the chosen reply is the longer in a third of the pairs.)"""
+    from models.loader import load_checkpoint
+
+    for job in (dpo_multiturn_job, dpo_lora_job):
+        metrics = [m for m in read_metrics(job) if "loss" in m]
+        assert metrics[0]["reward_accuracy"] < 0.8 and metrics[-1]["reward_accuracy"] >= 0.9, (job.name, metrics)
+        assert metrics[-1]["reward_margin"] > metrics[0]["reward_margin"] and metrics[-1]["loss"] < metrics[0]["loss"]
+    examples = preference_examples(SAMPLE_DPO_MULTITURN)
+    assert all(len(e.messages) >= 3 and any(t.content == e.rejected for t in e.messages) for e in examples)
+    packed = [encode_dpo(tiny_tokenizer, e, 256, 192)[0] for e in examples]
+    lengths = np.array([[f.chosen_len, f.rejected_len] for f in packed])
+    base, _ = load_checkpoint(str(tiny_moe_dir))
+    base_logps = packed_logps(base, tiny_tokenizer, examples, max_prompt_len=192)
+    tuned, tokenizer = load_checkpoint(str(dpo_multiturn_job / "output"))
+    tuned_logps = packed_logps(tuned, tokenizer, examples, max_prompt_len=192)
+    rewards = tuned_logps - base_logps
+    assert np.mean(rewards[:, 0] > rewards[:, 1]) >= 0.9
+
+    def per_token_preference(logps: np.ndarray) -> float:
+        return float(np.mean(logps[:, 0] / lengths[:, 0] > logps[:, 1] / lengths[:, 1]))
+
+    assert per_token_preference(base_logps) <= 0.75 and per_token_preference(tuned_logps) >= 0.9, \
+        (per_token_preference(base_logps), per_token_preference(tuned_logps))
 
 
 def test_full_dpo_on_the_dense_model_with_a_frozen_reference(workdir, tiny_dense_dir):

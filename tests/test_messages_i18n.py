@@ -31,6 +31,7 @@ from trainer.schema import SECTIONS
 DATA_NAMES = {"role", "content", "from", "value", "system", "user", "assistant", "human", "gpt", "chosen",
               "rejected", "response", "sort", "instruction", "input", "output", "history", "conversations",
               "label", "path", "format", "probability", "is_system", "erniekit", "alpaca", "sharegpt", "images",
+              "chosen_response", "rejected_response",
               "tool", "tools", "tool_calls", "tool_call_id", "function", "function_call", "observation", "id", "type",
               "name", "arguments", "parameters", "description"}
 # Fields shown as they are: what a library said (json, csv, yaml, pyarrow, re), a command to run
@@ -200,6 +201,11 @@ BAD_ROWS = [
     ("messages", {"messages": [{"role": "system", "content": "系统"}]}),
     ("messages", {"messages": [{"role": "user", "content": "问"}], "label": [1]}),
     ("messages_dpo", {"messages": GOOD_TURNS, "chosen": "甲", "rejected": "乙"}),
+    # multi-turn preference pairs: a session-level reply, a reply that calls tools
+    ("chatml_dpo", {"messages": [*GOOD_TURNS, {"role": "user", "content": "问"}],
+                    "chosen_response": [{"role": "assistant", "content": "甲"}, {"role": "user", "content": "问"},
+                                        {"role": "assistant", "content": "乙"}],
+                    "rejected_response": [{**REPLY, "tool_calls": CALL["tool_calls"]}]}),
     ("sharegpt", {"conversations": [{"from": "human", "value": "问"}]}),
     ("sharegpt", {"conversations": [{"from": "人", "value": "问"}]}),
     ("sharegpt_dpo", {"conversations": [{"from": "human", "value": "问"}], "chosen": {"from": "gpt", "value": "甲"}}),

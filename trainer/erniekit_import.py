@@ -100,7 +100,9 @@ def _datasets(src: dict, kind: str, dpo: bool, notes: list[str], problems: list)
         kind_name = str(types[i]).strip().lower() if types else "auto"
         if kind_name == "erniekit":
             fmt = "erniekit_dpo" if dpo else "erniekit"
-        elif kind_name in ("messages", "auto"):
+        elif kind_name == "messages":
+            fmt = "chatml_dpo" if dpo else "messages"
+        elif kind_name == "auto":
             fmt = kind_name
         else:
             fmt = "auto"

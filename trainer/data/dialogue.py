@@ -91,12 +91,12 @@ def _turn(r: Row, d: Dialect, item: dict, role: str | None, name: str, declared)
     return Turn(role or "user", content if isinstance(content, str) else "", tool_calls=calls, call_id=call_id)
 
 
-def dialogue(r: Row, d: Dialect, preference: bool, declared: frozenset[str] | None = frozenset()
-             ) -> list[Turn] | None:
+def dialogue(r: Row, d: Dialect, preference: bool, declared: frozenset[str] | None = frozenset(),
+             replies: tuple[str, str] = ("chosen", "rejected")) -> list[Turn] | None:
     """The turns of a messages/conversations list, checked for roles, content and order; a prompt
-    (`preference`: the prompt of a preference pair, or a row to answer) ends with a user turn or
-    tool results. `declared`: the functions the row's `tools` declare (None: its tools are invalid,
-    so calls are not checked against them)."""
+    (`preference`: the prompt of a preference pair, whose replies are in the fields `replies`, or a
+    row to answer) ends with a user turn or tool results. `declared`: the functions the row's
+    `tools` declare (None: its tools are invalid, so calls are not checked against them)."""
     turns = system_turn(r)
     items = r.get(d.key)
     if items is None:
@@ -126,11 +126,12 @@ def dialogue(r: Row, d: Dialect, preference: bool, declared: frozenset[str] | No
     if r.issues:
         return None
     return turns if _in_order(r, d, items, roles, turns[len(turns) - len(items):],
-                              top_level_system=len(turns) > len(items), preference=preference) else None
+                              top_level_system=len(turns) > len(items), preference=preference,
+                              replies=replies) else None
 
 
 def _in_order(r: Row, d: Dialect, items: list[dict], roles: list[str], turns: list[Turn], top_level_system: bool,
-              preference: bool) -> bool:
+              preference: bool, replies: tuple[str, str]) -> bool:
     """User and assistant turns alternate, starting with the user; an assistant's calls are each
     answered by one tool result before anything else comes."""
     pending = PendingCalls(r)
@@ -167,7 +168,8 @@ def _in_order(r: Row, d: Dialect, items: list[dict], roles: list[str], turns: li
         last = role
     end = items[-1][d.role_key]
     if preference and last not in ("user", "tool"):
-        r.issue(d.key, Message("format-prompt-end", turn=article(d.user_name), chosen="'chosen'", rejected="'rejected'"))
+        r.issue(d.key, Message("format-prompt-end", turn=article(d.user_name), chosen=repr(replies[0]),
+                               rejected=repr(replies[1])))
     elif preference and pending.unanswered(d.key):
         return False
     elif not preference and last != "assistant":

@@ -5,7 +5,8 @@ Every supported format (see `FORMATS`) converts to one shape:
   alternate and end with an assistant turn; `Turn.train` is False for assistant turns that carry
   no loss (ERNIEKit `label` 0).
 - Preference: `Example.messages` is the prompt (optional system, alternating turns, ending with
-  a user turn) and `chosen`/`rejected` are the two candidate final assistant replies.
+  a user turn or tool results: a multi-turn row's history is in it) and `chosen`/`rejected` are the
+  two candidate replies to it.
 
 Validation reports every problem of a row as a `DataIssue` naming file, line, field and what was
 expected; content is kept verbatim (including `<think>...</think>` reasoning). Rows with images
@@ -67,17 +68,25 @@ FORMATS: dict[str, FormatSpec] = {
                    "image_url parts, or images lists the files of the text's <image> placeholders; an "
                    "assistant may call the functions tools declares (tool_calls), each call answered by a "
                    "tool message (tool_call_id)."),
-        FormatSpec("messages_dpo", "preference", ("messages", "chosen", "rejected"), ("system",),
-                   "OpenAI messages preference: messages is the prompt (ending with a user turn); chosen "
-                   "and rejected are replies, as strings or {role: assistant, content}."),
+        FormatSpec("messages_dpo", "preference", ("messages", "chosen", "rejected"), ("system", "tools"),
+                   "OpenAI messages preference: messages is the conversation before the reply being "
+                   "compared (earlier turns included; it ends with a user turn or tool results); chosen "
+                   "and rejected are that reply, as strings or {role: assistant, content}."),
+        FormatSpec("chatml_dpo", "preference", ("messages", "chosen_response", "rejected_response"),
+                   ("system", "tools"),
+                   "paddleformers' and ERNIEKit's messages (chatml) preference: messages is the conversation "
+                   "before the reply being compared (earlier turns included; it ends with a user turn or "
+                   "tool results); chosen_response and rejected_response each list that one reply as "
+                   "{role: assistant, content}."),
         FormatSpec("sharegpt", "sft", ("conversations",), ("system", "images", "tools"),
                    "ShareGPT: conversations is a list of {from: human|gpt|system, value}, alternating "
                    "human/gpt and ending with gpt; images lists the files of the <image> placeholders; a "
                    "function_call turn (JSON {name, arguments}) calls a function tools declares, and "
                    "observation turns give the results."),
-        FormatSpec("sharegpt_dpo", "preference", ("conversations", "chosen", "rejected"), ("system",),
-                   "ShareGPT preference (LLaMA-Factory): conversations is the prompt, ending with human; "
-                   "chosen and rejected are {from: gpt, value} replies."),
+        FormatSpec("sharegpt_dpo", "preference", ("conversations", "chosen", "rejected"), ("system", "tools"),
+                   "ShareGPT preference (LLaMA-Factory): conversations is the conversation before the reply "
+                   "being compared (earlier turns included), ending with human or an observation; chosen "
+                   "and rejected are {from: gpt, value} replies."),
         FormatSpec("erniekit_vl", "sft", ("text_info",), ("image_info", "system"),
                    "ERNIEKit vision-language: text_info lists {text, tag} items, tag mask for the prompt "
                    "and no_mask for the reply; image_info lists {image_url, matched_text_index}, each "
@@ -253,16 +262,24 @@ def _convert_alpaca(r: Row) -> Example | None:
     return Example(prompt + [Turn("assistant", output)])
 
 
-def _reply(r: Row, name: str) -> str | None:
-    """A preference reply: a string, a turn object ({role, content} or {from, value}), or a list
-    holding one turn object."""
+def _replies(r: Row, chosen: str = "chosen", rejected: str = "rejected") -> tuple[str | None, str | None]:
+    """The two replies of a preference row, in the fields named `chosen` and `rejected`."""
+    return _reply(r, chosen, (chosen, rejected)), _reply(r, rejected, (chosen, rejected))
+
+
+def _reply(r: Row, name: str, pair: tuple[str, str]) -> str | None:
+    """A preference reply in field `name`, one of the `pair` of reply fields: a string, a turn
+    object ({role, content} or {from, value}), or a list holding one turn object."""
     value = r.row.get(name)
     if value is None:
-        other = r.row.get("rejected" if name == "chosen" else "chosen") is not None
-        r.issue(name, Message("format-reply-missing", chosen="'chosen'", rejected="'rejected'") if other
-                else Message("row-missing"))
+        other = pair[1] if name == pair[0] else pair[0]
+        r.issue(name, Message("format-reply-missing", chosen=repr(pair[0]), rejected=repr(pair[1]))
+                if r.row.get(other) is not None else Message("row-missing"))
         return None
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        if len(value) != 1:
+            r.issue(name, Message("format-response-multi", n=len(value)))
+            return None
         value, name = value[0], f"{name}[0]"
     if isinstance(value, dict):
         role_key, content_key = ("from", "value") if "from" in value or "value" in value else ("role", "content")
@@ -270,6 +287,9 @@ def _reply(r: Row, name: str) -> str | None:
         if role is not None and role not in ("assistant", "gpt"):
             r.issue(f"{name}.{role_key}", Message("format-reply-role", assistant="'assistant'", gpt="'gpt'",
                                                   value=describe(role)))
+        if value.get("tool_calls"):
+            r.issue(f"{name}.tool_calls", Message("format-reply-calls"))
+            return None
         if content_key not in value:
             r.issue(f"{name}.{content_key}", Message("row-missing"))
             return None
@@ -284,8 +304,7 @@ def _reply(r: Row, name: str) -> str | None:
 
 def _convert_alpaca_dpo(r: Row) -> Example | None:
     prompt = _alpaca_prompt(r)
-    chosen = _reply(r, "chosen")
-    rejected = _reply(r, "rejected")
+    chosen, rejected = _replies(r)
     if prompt is None:
         return None
     return _preference(r, prompt, chosen, rejected)
@@ -318,14 +337,18 @@ def _convert_messages(r: Row) -> Example | None:
     return example
 
 
-def _convert_dialogue_dpo(d: Dialect):
+def _convert_dialogue_dpo(d: Dialect, chosen: str = "chosen", rejected: str = "rejected"):
+    """A preference row of a list-of-turns format: the conversation before the compared reply (its
+    history and `tools` included) and the two replies, in fields `chosen` and `rejected`."""
     def convert(r: Row) -> Example | None:
-        prompt = dialogue(r, d, preference=True)
-        chosen = _reply(r, "chosen")
-        rejected = _reply(r, "rejected")
-        if prompt is None:
+        listed = tool_list(r)
+        prompt = dialogue(r, d, preference=True, declared=listed[1] if listed is not None else None,
+                          replies=(chosen, rejected))
+        chosen_text, rejected_text = _replies(r, chosen, rejected)
+        if prompt is None or listed is None:
             return None
-        return _preference(r, prompt, chosen, rejected)
+        example = _preference(r, prompt, chosen_text, rejected_text, rejected)
+        return example if example is None else replace(example, tools=listed[0])
     return convert
 
 
@@ -360,6 +383,7 @@ _CONVERTERS = {
     "alpaca_dpo": _convert_alpaca_dpo,
     "messages": _convert_messages,
     "messages_dpo": _convert_dialogue_dpo(MESSAGES),
+    "chatml_dpo": _convert_dialogue_dpo(MESSAGES, "chosen_response", "rejected_response"),
     "sharegpt": _with_tools(SHAREGPT, preference=False),
     "sharegpt_dpo": _convert_dialogue_dpo(SHAREGPT),
     "erniekit_vl": convert_erniekit_vl,
@@ -420,6 +444,8 @@ def _detect_row(row: object) -> str | None:
     if "conversations" in keys:
         return "sharegpt_dpo" if preference else "sharegpt"
     if "messages" in keys:
+        if "chosen_response" in keys or "rejected_response" in keys:
+            return "chatml_dpo"
         return "messages_dpo" if preference else "messages"
     return None
 

@@ -47,9 +47,11 @@ DATA_MESSAGES: dict[str, tuple[str, str]] = {
     "format-response-not-list": ("expected a list of the two candidate replies, got {value}",
                                  "应为两个候选回答的列表，实际为 {value}"),
     "format-response-count": ("expected 2 candidate replies, got {n}", "应有 2 个候选回答，实际为 {n} 个"),
-    "format-response-multi": ("expected one reply (a string or a one-item list), got a list of {n}: "
-                              "multi-turn session responses are not supported",
-                              "应为一个回答（字符串或只含一项的列表），实际为含 {n} 项的列表：不支持多轮会话回答"),
+    "format-response-multi": ("expected one reply (a string or a one-item list), got a list of {n}: a reply "
+                              "spanning several turns (a session-level response) is not supported; put the turns "
+                              "before the compared reply in the conversation",
+                              "应为一个回答（字符串或只含一项的列表），实际为含 {n} 项的列表：不支持跨多个轮次的回答"
+                              "（会话级回答）；请把被比较的回答之前的轮次放进对话中"),
     "format-sort-not-list": ("expected a list of two ranks such as [1, 0], got {value}",
                              "应为两个排名组成的列表（如 [1, 0]），实际为 {value}"),
     "format-sort-mismatch": ("has {n} ranks but {response} has {m} replies; give one rank per reply",
@@ -67,6 +69,9 @@ DATA_MESSAGES: dict[str, tuple[str, str]] = {
                              "缺少必填字段：偏好行需要同时有 {chosen} 和 {rejected}"),
     "format-reply-role": ("expected the assistant's reply (role {assistant} or {gpt}), got {value}",
                           "应为助手的回答（角色 {assistant} 或 {gpt}），实际为 {value}"),
+    "format-reply-calls": ("a reply that calls tools cannot be one side of a preference pair here: give the "
+                           "reply as text (calls may appear in the conversation before it)",
+                           "偏好对的一方不能是调用工具的回答：请以文本给出回答（调用可以出现在它之前的对话中）"),
     "format-reply-type": ("expected a string or a {shape} object, got {value}",
                           "应为字符串或 {shape} 对象，实际为 {value}"),
     "format-turns-not-list": ("expected a list of {shape} objects, got {value}", "应为 {shape} 对象的列表，实际为 {value}"),

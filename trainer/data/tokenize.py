@@ -165,10 +165,12 @@ class PreferenceFeatures:
         return mask
 
 
-def _reply_ids(tokenizer, messages: list[dict], prompt_ids: list[int], reply: str) -> list[int]:
+def _reply_ids(tokenizer, messages: list[dict], prompt_ids: list[int], reply: str, template_kwargs: dict
+               ) -> list[int]:
     """The learned tokens of `reply` after the prompt: not what a template writes after the reply's
     end marker (such as a generation prompt it always appends)."""
-    ids, learned = encode_conversation(tokenizer, messages + [{"role": "assistant", "content": reply}])
+    ids, learned = encode_conversation(tokenizer, messages + [{"role": "assistant", "content": reply}],
+                                       **template_kwargs)
     if ids[:len(prompt_ids)] != prompt_ids:
         raise TemplateError("the chat template renders a reply in a way that changes its prompt")
     end = max((i + 1 for i in range(len(prompt_ids), len(ids)) if learned[i]), default=len(prompt_ids))
@@ -193,8 +195,8 @@ def encode_dpo(tokenizer, example, max_seq_len: int, max_prompt_len: int,
     if fitted is None:
         return None, False
     messages, prompt_ids, _, truncated = fitted
-    chosen = _reply_ids(tokenizer, messages, prompt_ids, example.chosen)
-    rejected = _reply_ids(tokenizer, messages, prompt_ids, example.rejected)
+    chosen = _reply_ids(tokenizer, messages, prompt_ids, example.chosen, example.template_kwargs)
+    rejected = _reply_ids(tokenizer, messages, prompt_ids, example.rejected, example.template_kwargs)
     prompt_ids = prompt_ids[-max_prompt_len:]
     room = max_seq_len + 1 - len(prompt_ids)
     if len(chosen) + len(rejected) > room:
