@@ -117,6 +117,33 @@ def test_prompts_without_references_get_predictions_and_over_long_ones_are_repor
     assert name == "alpaca" and read[0].reference is None and read[0].messages[-1]["content"] == "Say hi"
 
 
+def test_a_tool_row_is_asked_with_its_tools_and_scored_with_its_call(tiny_moe_dir, tmp_path):
+    """A function-calling row is evaluated as it is trained: its prompt lists the row's tools, and a
+    reply that is a call is the reference (the call as the studio's layout writes it) and is scored
+    as a call."""
+    from models.chat_engine import ChatEngine
+    from trainer.data.tool_set import TOOLS, call_row
+    from trainer.evaluate import StopFlag, predict, read_rows, reference_perplexity
+
+    row = call_row(TOOLS, "What is the weather in Oslo?", "get_weather", {"city": "Oslo"}, {"sky": "rainy"}, "Rainy.")
+    called = {**row, "messages": row["messages"][:2]}  # the reply to score is the call itself
+    data = tmp_path / "tools.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in (row, called)))
+    _, rows, _ = read_rows(data)
+    assert [r.tools for r in rows] == [TOOLS, TOOLS]
+    assert rows[0].reference == "Rainy." and rows[0].messages[-1]["role"] == "tool"
+    assert rows[1].reference.startswith("<tool_call>") and '"city": "Oslo"' in rows[1].reference
+    engine = ChatEngine.load(str(tiny_moe_dir))
+    asked = []
+    prepare = engine.prepare
+    engine.prepare = lambda *args, **kwargs: asked.append(prepared := prepare(*args, **kwargs)) or prepared
+    lines = []
+    predict(engine, rows, "base", 4, 2, StopFlag(tmp_path), lines.append)
+    assert len(lines) == 2 and all("get_weather" in prompt.text for prompt in asked)
+    ppl, why, counts = reference_perplexity(engine, rows)
+    assert why is None and ppl > 1 and counts["perplexity_rows"] == 2
+
+
 def test_bad_data_is_refused_before_anything_is_loaded(tmp_path):
     empty, empty_array, header_only = tmp_path / "empty.jsonl", tmp_path / "empty.json", tmp_path / "empty.csv"
     empty.write_text("")

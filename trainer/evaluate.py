@@ -72,7 +72,9 @@ class EvalRow:
     line: int
     source: str
     prompt: list  # trainer.data.rows.Turn, the conversation the model answers
-    reference: str | None
+    reference: str | None  # the reply's text, its tool calls as the studio's layout writes them
+    reply: object = None  # the reference as a trainer.data.rows.Turn, its calls as calls
+    tools: tuple = ()  # the functions the row declares, listed in the prompt as training lists them
 
     @property
     def messages(self) -> list[dict]:
@@ -80,10 +82,11 @@ class EvalRow:
 
     def scored_example(self):
         """The row as a training example whose only learned tokens are the reference's."""
-        from trainer.data.rows import Example, Turn
+        from trainer.data.rows import Example
 
         turns = [replace(turn, train=False) for turn in self.prompt]
-        return Example([*turns, Turn("assistant", self.reference)], line=self.line, source=self.source)
+        return Example([*turns, replace(self.reply, train=True)], line=self.line, source=self.source,
+                       tools=self.tools)
 
 
 def is_job_dir(path: str | os.PathLike) -> bool:
@@ -126,6 +129,8 @@ def _job_examples(job_dir: str) -> tuple[str, list]:
 def read_rows(path: str | os.PathLike, format: str = "auto") -> tuple[str, list[EvalRow], int]:
     """(format, the rows to evaluate, rows left out for their images) of a data file or a job
     directory; a row no format reading accepts raises DataError naming its file, line and field."""
+    from trainer.data.rows import Turn
+
     path = os.fspath(path)
     name, examples = _job_examples(path) if is_job_dir(path) else _file_examples(path, format)
     rows, with_images = [], 0
@@ -134,12 +139,13 @@ def read_rows(path: str | os.PathLike, format: str = "auto") -> tuple[str, list[
             with_images += 1
             continue
         if example.chosen is not None:
-            prompt, reference = list(example.messages), example.chosen
+            prompt, reply = list(example.messages), Turn("assistant", example.chosen)
         elif example.messages[-1].role == "assistant":
-            prompt, reference = list(example.messages[:-1]), example.messages[-1].content
+            prompt, reply = list(example.messages[:-1]), example.messages[-1]
         else:
-            prompt, reference = list(example.messages), None
-        rows.append(EvalRow(len(rows), example.line, example.source or path, prompt, reference))
+            prompt, reply = list(example.messages), None
+        rows.append(EvalRow(len(rows), example.line, example.source or path, prompt,
+                            reply.text if reply is not None else None, reply, example.tools))
     if not rows:
         raise EvalError(f"{path}: every one of its {with_images} rows has images; the evaluation answers text rows only")
     return name, rows, with_images
@@ -204,7 +210,7 @@ def predict(engine, rows: list[EvalRow], model: str, max_new_tokens: int, batch_
         base = {"index": row.index, "line": row.line, "model": model, "prompt": row.messages,
                 "reference": row.reference}
         try:
-            prompt = engine.prepare(row.messages, max_new_tokens, truncation="auto")
+            prompt = engine.prepare(row.messages, max_new_tokens, truncation="auto", tools=list(row.tools))
         except ContextLengthError as exc:
             counts["prompts_skipped"] += 1
             write({**base, "answer": None, "skipped": str(exc)})
