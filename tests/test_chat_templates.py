@@ -234,6 +234,37 @@ def test_released_non_thinking_template(released_dirs):
 
 
 @needs_real
+def test_released_templates_pack_a_multi_turn_preference_pair(released_dirs):
+    """A pair compared after a conversation (an earlier reply with its reasoning): the prompt is the
+    template's rendering of that conversation, earlier reasoning dropped as the thinking template
+    drops it, and each reply is learned up to its end marker."""
+    from models.loader import load_tokenizer
+    from trainer.data.formats import convert
+
+    row = {"messages": [{"role": "user", "content": "2+3?"}, {"role": "assistant", "content": "<think>add</think>5"},
+                        {"role": "user", "content": "And 2+4?"}],
+           "chosen_response": [{"role": "assistant", "content": "6"}],
+           "rejected_response": [{"role": "assistant", "content": "5"}]}
+    example = convert(row, "chatml_dpo")
+    expected = {"thinking": ("<|im_start|>assistant\n<response>\n5\n</response>\n<|im_end|>\n\n<|im_start|>user\n"
+                             "And 2+4?<|im_end|>\n\n<|im_start|>assistant\n<think>\n",
+                             "\n</think>\n<response>\n6\n</response>\n<|im_end|>",
+                             "\n</think>\n<response>\n5\n</response>\n<|im_end|>"),
+                "non-thinking": ("User: 2+3?\nAssistant: <think>add</think>5<|end_of_sentence|>User: And 2+4?\n"
+                                 "Assistant: ", "6<|end_of_sentence|>", "5<|end_of_sentence|>")}
+    for which, (prompt_end, chosen, rejected) in expected.items():
+        tokenizer = load_tokenizer(released_dirs[which])
+        features, _ = encode_dpo(tokenizer, example, 2048, 2048)
+        prompt = features.input_ids[:features.prompt_len]
+        assert tokenizer.decode(prompt) == render(tokenizer, [t.to_message() for t in example.messages],
+                                                  add_generation_prompt=True)
+        assert tokenizer.decode(prompt).endswith(prompt_end), which
+        learned = [label for label in features.response_labels if label != IGNORE_INDEX]
+        assert tokenizer.decode(learned[:features.chosen_len]) == chosen
+        assert tokenizer.decode(learned[features.chosen_len:]) == rejected
+
+
+@needs_real
 def test_released_templates_data_check_two_turn_rows(released_dirs, tmp_path):
     rows = write_rows(tmp_path / "two_turns.jsonl", [TWO_TURNS, TWO_TURNS[:2]])
     for which, model in released_dirs.items():
