@@ -21,6 +21,8 @@ SAMPLES = {
                                 {"role": "user", "content": "2+2?"}],
                    "chosen_response": [{"role": "assistant", "content": "4"}],
                    "rejected_response": [{"role": "assistant", "content": "5"}]},
+    "trl_dpo": {"chosen": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
+                "rejected": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}]},
     "sharegpt": {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"},
                                    {"from": "human", "value": "Bye"}, {"from": "gpt", "value": "Bye!"}],
                  "system": "Be kind."},

@@ -29,6 +29,7 @@ EXPECTED = {
     "messages": Example([Turn(S, "Think first."), Turn(U, "2+2?"), Turn(A, "<think>2 and 2</think>4")]),
     "messages_dpo": Example([Turn(U, "2+2?")], chosen="4", rejected="5"),
     "chatml_dpo": Example([Turn(U, "Hi"), Turn(A, "Hello!"), Turn(U, "2+2?")], chosen="4", rejected="5"),
+    "trl_dpo": Example([Turn(U, "2+2?")], chosen="4", rejected="5"),
     "sharegpt": Example([Turn(S, "Be kind."), Turn(U, "Hi"), Turn(A, "Hello"), Turn(U, "Bye"), Turn(A, "Bye!")]),
     "sharegpt_dpo": Example([Turn(U, "2+2?")], chosen="4", rejected="5"),
     "erniekit_vl": Example([Turn(S, "Be kind."), Turn(U, "Hi"), Turn(A, "Hello"), Turn(U, "Bye"), Turn(A, "Bye!")]),
@@ -183,6 +184,8 @@ def test_a_multi_turn_pair_reads_alike_in_each_shape():
                                            {"from": "human", "value": "And the capital of France?"}],
                          "chosen": {"from": "gpt", "value": "Paris."}, "rejected": [{"from": "gpt", "value": "5"}]},
     }
+    rows["trl_dpo"] = {"chosen": [*HISTORY, {"role": "assistant", "content": "Paris."}],
+                       "rejected": [*HISTORY, {"role": "assistant", "content": "5"}]}
     for name, row in rows.items():
         assert detect_format([row]) == name
         assert convert(row, name) == expected, name
@@ -213,6 +216,41 @@ def test_multi_turn_pair_errors_name_the_reply_fields():
         "got string 'user'"]
     assert issues_of({**good, "tools": [{"type": "function", "function": {"parameters": {}}}]}, "chatml_dpo")[0] \
         .startswith("d.jsonl:12: field 'tools[0].function.name': ")
+
+
+def test_trl_pairs_whole_conversations_or_a_prompt_with_replies():
+    """TRL's conversational shape as Hugging Face sets write it: UltraFeedback's whole conversations
+    (its `prompt` and `messages` copies beside them are not read), Anthropic HH's multi-turn ones,
+    an explicit prompt of turns or of text with one reply each."""
+    user, reply = (lambda text: {"role": "user", "content": text}), (lambda text: {"role": "assistant", "content": text})
+    single = Example([Turn(U, "2+3?")], chosen="5", rejected="6")
+    ultrafeedback = {"prompt": "2+3?", "prompt_id": "a1", "chosen": [user("2+3?"), reply("5")],
+                     "rejected": [user("2+3?"), reply("6")], "messages": [user("2+3?"), reply("5")],
+                     "score_chosen": 9.0, "score_rejected": 2.0}
+    assert detect_format([ultrafeedback]) == "trl_dpo" and convert(ultrafeedback, "trl_dpo") == single
+    assert convert({"prompt": "2+3?", "chosen": "5", "rejected": "6"}, "trl_dpo") == single
+    assert detect_format([{"prompt": "2+3?", "chosen": "5", "rejected": "6"}]) == "trl_dpo"
+    explicit = {"prompt": [user("Hi"), reply("Hello"), user("2+3?")], "chosen": [reply("5")], "rejected": [reply("6")],
+                "system": "Be brief."}
+    assert convert(explicit, "trl_dpo") == Example([Turn(S, "Be brief."), Turn(U, "Hi"), Turn(A, "Hello"),
+                                                    Turn(U, "2+3?")], chosen="5", rejected="6")
+    hh = {"chosen": [user("Hi"), reply("Hello"), user("2+3?"), reply("5")],
+          "rejected": [user("Hi"), reply("Hello"), user("2+3?"), reply("6")]}
+    assert convert(hh, "trl_dpo").messages == convert(explicit, "trl_dpo").messages[1:]
+
+    differ = {**hh, "rejected": [user("Hi"), reply("Hey"), user("2+3?"), reply("6")]}
+    assert issues_of(differ, "trl_dpo") == [
+        "d.jsonl:12: field 'rejected[1]': must be the same conversation as 'chosen' up to its last turn (the "
+        "reply compared); the two differ at turn 1"]
+    assert issues_of({**hh, "rejected": [user("2+3?"), reply("6")]}, "trl_dpo") == [
+        "d.jsonl:12: field 'rejected': has 2 turns but 'chosen' has 4: the two must be the same conversation up "
+        "to their last turn (the reply compared)"]
+    assert issues_of({**hh, "rejected": hh["rejected"][:3]}, "trl_dpo") == [
+        "d.jsonl:12: field 'rejected': the conversation must end with an assistant turn (the reply to train on), "
+        "but it ends with a user turn"]
+    assert issues_of({**explicit, "prompt": [user("Hi"), reply("Hello")]}, "trl_dpo") == [
+        "d.jsonl:12: field 'prompt': the prompt must end with a user turn; the replies go in 'chosen' and "
+        "'rejected'"]
 
 
 def test_erniekit_dpo_sort_mismatch_in_a_file(tmp_path):

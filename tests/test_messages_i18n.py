@@ -31,7 +31,7 @@ from trainer.schema import SECTIONS
 DATA_NAMES = {"role", "content", "from", "value", "system", "user", "assistant", "human", "gpt", "chosen",
               "rejected", "response", "sort", "instruction", "input", "output", "history", "conversations",
               "label", "path", "format", "probability", "is_system", "erniekit", "alpaca", "sharegpt", "images",
-              "chosen_response", "rejected_response",
+              "chosen_response", "rejected_response", "prompt",
               "tool", "tools", "tool_calls", "tool_call_id", "function", "function_call", "observation", "id", "type",
               "name", "arguments", "parameters", "description"}
 # Fields shown as they are: what a library said (json, csv, yaml, pyarrow, re), a command to run
@@ -206,6 +206,8 @@ BAD_ROWS = [
                     "chosen_response": [{"role": "assistant", "content": "甲"}, {"role": "user", "content": "问"},
                                         {"role": "assistant", "content": "乙"}],
                     "rejected_response": [{**REPLY, "tool_calls": CALL["tool_calls"]}]}),
+    ("trl_dpo", {"chosen": [ASK, REPLY, ASK, REPLY], "rejected": [ASK, {**REPLY, "content": "乙"}, ASK, REPLY]}),
+    ("trl_dpo", {"chosen": [ASK, REPLY], "rejected": [ASK, REPLY, ASK, REPLY]}),
     ("sharegpt", {"conversations": [{"from": "human", "value": "问"}]}),
     ("sharegpt", {"conversations": [{"from": "人", "value": "问"}]}),
     ("sharegpt_dpo", {"conversations": [{"from": "human", "value": "问"}], "chosen": {"from": "gpt", "value": "甲"}}),

@@ -27,6 +27,7 @@ from .dialogue import MESSAGES, SHAREGPT, Dialect, dialogue
 from .images import ImageContext
 from .readers import BadRecord, DataError, DataIssue, ReadError, Record, iter_records
 from .rows import Example, Row, Turn, check_labels, describe, system_turn
+from .preference_rows import conversation_pair, dialogue_pair, pair_example, replies
 from .tool_rows import tool_list
 from .vl_formats import attach_images, convert_erniekit_vl
 
@@ -78,6 +79,11 @@ FORMATS: dict[str, FormatSpec] = {
                    "before the reply being compared (earlier turns included; it ends with a user turn or "
                    "tool results); chosen_response and rejected_response each list that one reply as "
                    "{role: assistant, content}."),
+        FormatSpec("trl_dpo", "preference", ("chosen", "rejected"), ("prompt", "system", "tools"),
+                   "Conversational preference (TRL; Hugging Face sets such as UltraFeedback): chosen and "
+                   "rejected are whole conversations of {role, content} turns sharing every turn but the "
+                   "last, the reply compared; or prompt (text or a list of turns) with chosen and "
+                   "rejected replies."),
         FormatSpec("sharegpt", "sft", ("conversations",), ("system", "images", "tools"),
                    "ShareGPT: conversations is a list of {from: human|gpt|system, value}, alternating "
                    "human/gpt and ending with gpt; images lists the files of the <image> placeholders; a "
@@ -168,7 +174,7 @@ def _convert_erniekit_dpo(r: Row) -> Example | None:
         turns.append(Turn("user", q))
         if i < len(tgt):
             turns.append(Turn("assistant", tgt[i]))
-    return _preference(r, turns, chosen, rejected, "response")
+    return pair_example(r, turns, chosen, rejected, "response")
 
 
 def _erniekit_responses(r: Row) -> tuple[str | None, str | None]:
@@ -216,15 +222,6 @@ def _erniekit_responses(r: Row) -> tuple[str | None, str | None]:
     return (replies[0], replies[1]) if sort[0] > sort[1] else (replies[1], replies[0])
 
 
-def _preference(r: Row, prompt: list[Turn], chosen: str | None, rejected: str | None,
-                field_name: str = "rejected") -> Example | None:
-    if chosen is not None and rejected is not None and chosen == rejected:
-        r.issue(field_name, Message("format-identical"))
-    if r.issues or chosen is None or rejected is None:
-        return None
-    return Example(prompt, chosen, rejected)
-
-
 def _alpaca_prompt(r: Row) -> list[Turn] | None:
     turns = system_turn(r)
     history = r.get("history", required=False)
@@ -262,52 +259,12 @@ def _convert_alpaca(r: Row) -> Example | None:
     return Example(prompt + [Turn("assistant", output)])
 
 
-def _replies(r: Row, chosen: str = "chosen", rejected: str = "rejected") -> tuple[str | None, str | None]:
-    """The two replies of a preference row, in the fields named `chosen` and `rejected`."""
-    return _reply(r, chosen, (chosen, rejected)), _reply(r, rejected, (chosen, rejected))
-
-
-def _reply(r: Row, name: str, pair: tuple[str, str]) -> str | None:
-    """A preference reply in field `name`, one of the `pair` of reply fields: a string, a turn
-    object ({role, content} or {from, value}), or a list holding one turn object."""
-    value = r.row.get(name)
-    if value is None:
-        other = pair[1] if name == pair[0] else pair[0]
-        r.issue(name, Message("format-reply-missing", chosen=repr(pair[0]), rejected=repr(pair[1]))
-                if r.row.get(other) is not None else Message("row-missing"))
-        return None
-    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
-        if len(value) != 1:
-            r.issue(name, Message("format-response-multi", n=len(value)))
-            return None
-        value, name = value[0], f"{name}[0]"
-    if isinstance(value, dict):
-        role_key, content_key = ("from", "value") if "from" in value or "value" in value else ("role", "content")
-        role = value.get(role_key)
-        if role is not None and role not in ("assistant", "gpt"):
-            r.issue(f"{name}.{role_key}", Message("format-reply-role", assistant="'assistant'", gpt="'gpt'",
-                                                  value=describe(role)))
-        if value.get("tool_calls"):
-            r.issue(f"{name}.tool_calls", Message("format-reply-calls"))
-            return None
-        if content_key not in value:
-            r.issue(f"{name}.{content_key}", Message("row-missing"))
-            return None
-        value, name = value[content_key], f"{name}.{content_key}"
-    elif not isinstance(value, str):
-        r.issue(name, Message("format-reply-type", shape="{role, content}", value=describe(value)))
-        return None
-    text = r.string(value, name)
-    r.content(text, "assistant", name)
-    return text
-
-
 def _convert_alpaca_dpo(r: Row) -> Example | None:
     prompt = _alpaca_prompt(r)
-    chosen, rejected = _replies(r)
+    chosen, rejected = replies(r)
     if prompt is None:
         return None
-    return _preference(r, prompt, chosen, rejected)
+    return pair_example(r, prompt, chosen, rejected)
 
 
 def _with_tools(d: Dialect, preference: bool):
@@ -335,21 +292,6 @@ def _convert_messages(r: Row) -> Example | None:
         for i, flag in zip(assistants, flags):
             turns[i] = replace(turns[i], train=flag)
     return example
-
-
-def _convert_dialogue_dpo(d: Dialect, chosen: str = "chosen", rejected: str = "rejected"):
-    """A preference row of a list-of-turns format: the conversation before the compared reply (its
-    history and `tools` included) and the two replies, in fields `chosen` and `rejected`."""
-    def convert(r: Row) -> Example | None:
-        listed = tool_list(r)
-        prompt = dialogue(r, d, preference=True, declared=listed[1] if listed is not None else None,
-                          replies=(chosen, rejected))
-        chosen_text, rejected_text = _replies(r, chosen, rejected)
-        if prompt is None or listed is None:
-            return None
-        example = _preference(r, prompt, chosen_text, rejected_text, rejected)
-        return example if example is None else replace(example, tools=listed[0])
-    return convert
 
 
 def _erniekit_prompt(r: Row) -> Example | None:
@@ -382,10 +324,11 @@ _CONVERTERS = {
     "alpaca": _convert_alpaca,
     "alpaca_dpo": _convert_alpaca_dpo,
     "messages": _convert_messages,
-    "messages_dpo": _convert_dialogue_dpo(MESSAGES),
-    "chatml_dpo": _convert_dialogue_dpo(MESSAGES, "chosen_response", "rejected_response"),
+    "messages_dpo": dialogue_pair(MESSAGES),
+    "chatml_dpo": dialogue_pair(MESSAGES, "chosen_response", "rejected_response"),
+    "trl_dpo": conversation_pair,
     "sharegpt": _with_tools(SHAREGPT, preference=False),
-    "sharegpt_dpo": _convert_dialogue_dpo(SHAREGPT),
+    "sharegpt_dpo": dialogue_pair(SHAREGPT),
     "erniekit_vl": convert_erniekit_vl,
 }
 
@@ -437,6 +380,10 @@ def _detect_row(row: object) -> str | None:
     preference = "chosen" in keys or "rejected" in keys
     if "text_info" in keys or "image_info" in keys or "video_info" in keys:
         return "erniekit_vl"
+    chosen = row.get("chosen")
+    if (isinstance(chosen, list) and len(chosen) > 1) or \
+            ("prompt" in keys and preference and not keys & {"src", "instruction", "conversations", "messages"}):
+        return "trl_dpo"
     if "src" in keys:
         return "erniekit_dpo" if "response" in keys or "sort" in keys else "erniekit"
     if "instruction" in keys:

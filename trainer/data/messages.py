@@ -69,6 +69,12 @@ DATA_MESSAGES: dict[str, tuple[str, str]] = {
                              "缺少必填字段：偏好行需要同时有 {chosen} 和 {rejected}"),
     "format-reply-role": ("expected the assistant's reply (role {assistant} or {gpt}), got {value}",
                           "应为助手的回答（角色 {assistant} 或 {gpt}），实际为 {value}"),
+    "format-pair-differ": ("must be the same conversation as {chosen} up to its last turn (the reply compared); "
+                           "the two differ at turn {turn}",
+                           "必须与 {chosen} 是同一段对话，只有最后一轮（被比较的回答）不同；两者在第 {turn} 轮不同"),
+    "format-pair-lengths": ("has {n} turns but {chosen} has {m}: the two must be the same conversation up to "
+                            "their last turn (the reply compared)",
+                            "有 {n} 个轮次，但 {chosen} 有 {m} 个：两者必须是同一段对话，只有最后一轮（被比较的回答）不同"),
     "format-reply-calls": ("a reply that calls tools cannot be one side of a preference pair here: give the "
                            "reply as text (calls may appear in the conversation before it)",
                            "偏好对的一方不能是调用工具的回答：请以文本给出回答（调用可以出现在它之前的对话中）"),
