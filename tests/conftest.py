@@ -107,11 +107,18 @@ def tool_job(workdir, tiny_moe_dir) -> Path:
     return job_dir
 
 
+# The VL example's 12 epochs halved: the learning test's held-out answers are 78 of 80 right after 6
+# (79 of 80 after 12; the bar is 72), every colour both ways, and a blank image's guesses the same.
+VL_EPOCHS = 6
+
+
 @pytest.fixture(scope="session")
 def vl_lora_job(workdir) -> Path:
-    """The VL SFT-LoRA example (the tiny VL model on the shapes set) trained once per session."""
+    """The VL SFT-LoRA example (the tiny VL model on the shapes set) trained once per session, in
+    VL_EPOCHS epochs."""
     job_dir = workdir / "jobs" / "vl-lora"
-    result = run_trainer(example_config("tiny_vl_sft_lora.yaml"), job_dir, timeout=900)
+    result = run_trainer(example_config("tiny_vl_sft_lora.yaml", **{"optim.num_train_epochs": VL_EPOCHS}), job_dir,
+                         timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return job_dir
 
