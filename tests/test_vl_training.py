@@ -1,9 +1,10 @@
 """Vision-language fine-tuning of the embedded tiny VL model learns what only the images show.
 
 The synthetic shapes set (trainer/data/shapes.py) asks about colour, shape, count and side; the
-answers are in the pixels alone. Trained with the example config (examples/tiny_vl_sft_lora.yaml)
-and with full fine-tuning, the model must answer the questions of images it never saw; the untuned
-model, and the tuned one shown a blank image, must stay near chance.
+answers are in the pixels alone. Trained with the example config (examples/tiny_vl_sft_lora.yaml,
+in half its epochs: conftest.VL_EPOCHS) and with full fine-tuning, the model must answer the
+questions of images it never saw; the untuned model, and the tuned one shown a blank image, must
+stay near chance.
 """
 
 from __future__ import annotations
