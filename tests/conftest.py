@@ -28,7 +28,7 @@ SHARED_FIXTURE_GROUPS = {"test_vl_training.py": "vl-lora-job", "test_browser_vl.
 # browser files, a few long tests each, for the end, where a worker that had taken one next to a long
 # test ran both while the other sat idle. Only the order matters; a file not listed takes under 12 s.
 FILE_SECONDS = {
-    "vl-lora-job": 250, "lora-job": 230, "test_real_checkpoints.py": 150, "test_webui_browser.py": 120,
+    "vl-lora-job": 250, "lora-job": 255, "test_real_checkpoints.py": 150, "test_webui_browser.py": 120,
     "test_chat_templates.py": 90, "tool-job": 90, "test_browser_first_run.py": 55, "test_faults.py": 45,
     "test_browser_eval.py": 38, "test_multinode.py": 37, "test_browser_chat.py": 33, "test_quant_training.py": 28,
     "test_tool_calls.py": 28, "test_browser_presets.py": 25, "test_browser_compare.py": 24,
