@@ -47,7 +47,8 @@ TOOLS = (
 # "▁") and in a call (after '"'), each starting with a piece no other one starts with: the first
 # piece names the city, and a model writes the rest as it learnt the spelling. Cities whose first
 # piece differs (Paris is "▁P" in a question, "P" in a call) need the model to map one piece to
-# another before it can copy, which the random-weight tiny model does not learn in a test's time.
+# another before it can copy, which the random-weight tiny model did not learn in any run measured
+# (docs/function_calling.md).
 CITIES = ("Berlin", "Rome", "Lima", "Oslo", "Dublin", "Vienna", "Havana", "Nairobi", "Quito")
 SKIES = ("sunny", "cloudy", "rainy", "windy")
 # unit -> (the other unit, factor to it)
