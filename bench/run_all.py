@@ -112,6 +112,10 @@ TABLE = {
         Row("time to first token s, tiny VL: one image + question / text-only prompt of the same tokens",
             "image_ttft_s", "text_ttft_s", "ttft_ratio"),
     ],
+    "tool_calls": [
+        Row("held-out questions called right (function and arguments) via `openai`, tiny MoE: tuned / untuned",
+            "accuracy", "untuned_accuracy", None, "bar", ">=", "value"),
+    ],
     "quant": [
         *(Row(f"weight bytes, tiny MoE: {width} / bf16", f"weights.{width}.bytes", "weights.bf16_bytes",
               f"weights.{width}.ratio", f"weights.{width}.target") for width in ("wint8", "wint4/8")),

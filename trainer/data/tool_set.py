@@ -1,14 +1,18 @@
 """A synthetic function-calling set: questions about the weather in a city, a unit conversion or
 arithmetic on two numbers, each answered by a call to one of three functions with the arguments
 taken from the question, the function's result and a short final answer built from it. Drawn from
-a fixed seed, so the same call writes the same rows.
+a fixed seed, so the same call writes the same rows. The values come from closed lists all seen in
+training (nine cities, the digits 2 to 9, four units, three operations), chosen so that the tiny
+model's tokenizer writes each the same way in the question and in the call; a held-out question is
+a new phrasing of a city or a new combination of values and words (docs/function_calling.md).
 
 `write_tool_set(folder, train, held_out, seed)` writes `folder/train.jsonl` and
-`folder/held_out.jsonl` (the `messages` format with `tools`); no held-out question asks what a
-training one does (the same function with the same arguments in the same words).
-`call_accuracy(engine, path)` asks each held-out question alone and counts the greedy replies that
-start a call, parse (models/tool_calls.py) into one, name the expected function, and have exactly
-the expected arguments. The function-calling learning test uses both (docs/function_calling.md).
+`folder/held_out.jsonl` (the `messages` format with `tools`); no held-out question is ever asked in
+training. `call_accuracy(engine, path)` asks each held-out question alone and counts the greedy
+replies that start a call, parse (models/tool_calls.py) into one, name the expected function, and
+have exactly the expected arguments; `api_call_accuracy(client, model, path)` counts the same
+through an OpenAI client, from `message.tool_calls`. The learning test and bench/tool_calls.py use
+them (docs/function_calling.md).
 
 `write_fixed_call_set(path)` writes a smaller set whose calls never change their arguments (the
 time, a six-sided die, the weather in Paris), which the tiny model learns in seconds: the tests of
@@ -17,11 +21,12 @@ the server's tool calls and of the Chat tab's tools train on it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
 
-from models.tool_calls import TOOL_CALL_OPEN, arguments_text, parse_tool_calls
+from models.tool_calls import TOOL_CALL_OPEN, ToolCall, arguments_text, parse_tool_calls
 from plumbing.files import atomic_write_text
 
 
@@ -37,14 +42,21 @@ TOOLS = (
     _function("calculate", {"a": {"type": "number"}, "op": {"type": "string"}, "b": {"type": "number"}}),
 )
 
-CITIES = ("Paris", "Tokyo", "Berlin", "Madrid", "Rome", "Cairo", "Lima", "Oslo", "Seoul", "Dublin", "Vienna", "Lisbon",
-          "Prague", "Athens", "Warsaw", "Havana", "Nairobi", "Sydney", "Toronto", "Boston", "Denver", "Quito",
-          "Manila", "Hanoi")
+# A weather service knows its cities, so the questions name cities from a closed list, each seen in
+# training. These nine are those the tiny model's tokenizer splits alike in a question (after
+# "▁") and in a call (after '"'), each starting with a piece no other one starts with: the first
+# piece names the city, and a model writes the rest as it learnt the spelling. Cities whose first
+# piece differs (Paris is "▁P" in a question, "P" in a call) need the model to map one piece to
+# another before it can copy, which the random-weight tiny model did not learn in any run measured
+# (docs/function_calling.md).
+CITIES = ("Berlin", "Rome", "Lima", "Oslo", "Dublin", "Vienna", "Havana", "Nairobi", "Quito")
 SKIES = ("sunny", "cloudy", "rainy", "windy")
 # unit -> (the other unit, factor to it)
 UNITS = {"km": ("miles", 0.621), "miles": ("km", 1.609), "kg": ("pounds", 2.205), "pounds": ("kg", 0.454)}
 OPS = {"plus": ("add", lambda a, b: a + b), "minus": ("subtract", lambda a, b: a - b),
        "times": ("multiply", lambda a, b: a * b)}
+# Numbers are single digits: one piece each, the same in the question and the call.
+NUMBERS = range(2, 10)
 
 WEATHER_ASKS = ("What is the weather in {city}?", "How is the weather in {city} today?", "Is it sunny in {city}?",
                 "Tell me the weather for {city}.", "Weather in {city}, please.", "Will it rain in {city}?")
@@ -54,36 +66,57 @@ CALCULATE_ASKS = ("What is {a} {op} {b}?", "Compute {a} {op} {b}.", "Calculate {
 KINDS = ("weather", "convert", "calculate")
 
 
-def _weather_asks(held_out: bool) -> list[tuple[str, str]]:
-    """(city, phrasing) pairs: each city is asked about in training in all phrasings but one, held out."""
-    return [(city, ask) for i, city in enumerate(CITIES) for j, ask in enumerate(WEATHER_ASKS)
-            if (i % len(WEATHER_ASKS) == j) == held_out]
+def _held_out(kind: str, *indices: int) -> bool:
+    """Whether a question (its kind and the indices of its values and phrasing) is one only held-out
+    rows ask: each city in two of its six phrasings, a quarter of the conversions and a fifth of the
+    sums, differences and products, so every held-out question is one training never asks."""
+    if kind == "weather":
+        city, ask = indices
+        return ask in (city % len(WEATHER_ASKS), (city + 3) % len(WEATHER_ASKS))
+    if kind == "convert":
+        return sum(indices) % 4 == 0
+    a, op, b, ask = indices
+    return (a + 2 * b + op + ask) % 5 == 0
+
+
+def _sizes(kind: str) -> tuple[int, ...]:
+    """How many values each index of a question of `kind` takes (see `sample`)."""
+    return {"weather": (len(CITIES), len(WEATHER_ASKS)),
+            "convert": (len(NUMBERS), len(UNITS), len(CONVERT_ASKS)),
+            "calculate": (len(NUMBERS), len(OPS), len(NUMBERS), len(CALCULATE_ASKS))}[kind]
+
+
+def held_out_questions(kind: str) -> int:
+    """How many distinct held-out questions of `kind` there are."""
+    return sum(_held_out(kind, *indices) for indices in itertools.product(*map(range, _sizes(kind))))
 
 
 def sample(rng: random.Random, kind: str, held_out: bool = False) -> tuple[str, dict, dict]:
     """(the question, the expected call as {"name", "arguments"}, the whole conversation row) of a
-    question of `kind` (one of KINDS)."""
+    question of `kind` (one of KINDS), drawn among the held-out questions or among the others."""
+    while True:
+        indices = tuple(rng.randrange(size) for size in _sizes(kind))
+        if _held_out(kind, *indices) == held_out:
+            break
     if kind == "weather":
-        city, ask = rng.choice(_weather_asks(held_out))
+        city, ask = CITIES[indices[0]], WEATHER_ASKS[indices[1]]
         question = ask.format(city=city)
         call = {"name": "get_weather", "arguments": {"city": city}}
         degrees, sky = rng.randint(-5, 35), rng.choice(SKIES)
         result = {"degrees": degrees, "sky": sky}
         answer = f"{degrees} degrees, {sky}."
     elif kind == "convert":
-        unit = rng.choice(tuple(UNITS))
+        value, unit = NUMBERS[indices[0]], tuple(UNITS)[indices[1]]
         other, factor = UNITS[unit]
-        value = rng.randint(2, 99)
-        question = rng.choice(CONVERT_ASKS).format(value=value, unit=unit, other=other)
+        question = CONVERT_ASKS[indices[2]].format(value=value, unit=unit, other=other)
         call = {"name": "convert", "arguments": {"value": value, "unit": unit, "to": other}}
         converted = round(value * factor, 1)
         result = {"value": converted}
         answer = f"{converted} {other}."
     else:
-        word = rng.choice(tuple(OPS))
+        a, word, b = NUMBERS[indices[0]], tuple(OPS)[indices[1]], NUMBERS[indices[2]]
         op, apply = OPS[word]
-        a, b = rng.randint(2, 99), rng.randint(2, 99)
-        question = rng.choice(CALCULATE_ASKS).format(a=a, op=word, b=b)
+        question = CALCULATE_ASKS[indices[3]].format(a=a, op=word, b=b)
         call = {"name": "calculate", "arguments": {"a": a, "op": op, "b": b}}
         result = {"result": apply(a, b)}
         answer = f"It is {apply(a, b)}."
@@ -101,14 +134,24 @@ def call_row(tools, question: str, name: str, arguments: dict, result: dict, ans
     ]}
 
 
-def write_tool_set(folder: str | Path, train: int, held_out: int, seed: int = 0) -> tuple[Path, Path]:
+def write_tool_set(folder: str | Path, train: int, held_out: int, seed: int = 0,
+                   answers: bool = True) -> tuple[Path, Path]:
     """`folder/train.jsonl` and `folder/held_out.jsonl`: `train` and `held_out` rows, the three
-    kinds of question in turn, no held-out question among the training ones."""
+    kinds of question in turn, the held-out ones distinct and never asked in training. Without
+    `answers` a training row ends with its call (no result, no final answer): the learning bench
+    measures calls, and half the tokens train twice as fast."""
+    for i, kind in enumerate(KINDS):
+        wanted, there = len(range(i, held_out, len(KINDS))), held_out_questions(kind)
+        if wanted > there:
+            raise ValueError(f"{held_out} held-out rows need {wanted} {kind} questions, but only {there} distinct "
+                             f"held-out {kind} questions exist")
     rng = random.Random(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    rows = [sample(rng, KINDS[i % len(KINDS)]) for i in range(train)]
-    asked = {question for question, _, _ in rows}
+    rows = [sample(rng, KINDS[i % len(KINDS)])[2] for i in range(train)]
+    if not answers:
+        rows = [{**row, "messages": row["messages"][:2]} for row in rows]
+    asked: set[str] = set()
     kept: list[dict] = []
     while len(kept) < held_out:
         question, _, row = sample(rng, KINDS[len(kept) % len(KINDS)], held_out=True)
@@ -116,7 +159,7 @@ def write_tool_set(folder: str | Path, train: int, held_out: int, seed: int = 0)
             asked.add(question)
             kept.append(row)
     paths = (folder / "train.jsonl", folder / "held_out.jsonl")
-    for path, items in zip(paths, ([row for _, _, row in rows], kept)):
+    for path, items in zip(paths, (rows, kept)):
         atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in items))
     return paths
 
@@ -133,12 +176,7 @@ def expected_calls(path: str | Path) -> list[tuple[list[dict], dict]]:
 
 def call_accuracy(engine, path: str | Path, max_tokens: int = 96) -> dict:
     """How a chat engine answers a tool-set file's questions, each asked alone (greedy, decoded
-    together: models/batch_generate.py), as shares of the questions:
-    - `opened`: the reply starts a tool call (`<tool_call>`);
-    - `parsed`: it holds exactly one call the parser reads;
-    - `right_function`: that call is to the expected function;
-    - `accuracy`: with exactly the expected arguments too;
-    with the replies, for a failure's message."""
+    together: models/batch_generate.py): `score`'s shares, with the replies for a failure's message."""
     from models.batch_generate import stream_batch
     from models.chat_engine import Prompt
     from models.chat_request import SamplingParams
@@ -153,16 +191,47 @@ def call_accuracy(engine, path: str | Path, max_tokens: int = 96) -> dict:
     replies = [""] * len(prompts)
     for i, chunk in stream_batch(engine, prompts, [params] * len(prompts), max_rows=len(prompts)):
         replies[i] += chunk.content
+    answers = [(reply.lstrip().startswith(TOOL_CALL_OPEN), parse_tool_calls(reply)[1]) for reply in replies]
+    return {**score(answers, [call for _, call in cases]), "replies": replies}
+
+
+def api_call_accuracy(client, model: str, path: str | Path, max_tokens: int = 96) -> dict:
+    """The same through an OpenAI client (the official `openai` package's, or any with its
+    `chat.completions.create`): each question asked alone with the set's tools, greedy, and the
+    calls read from `message.tool_calls` as the server parsed them; a reply that opens a call the
+    server could not parse counts as opened. `score`'s shares, with the messages' text."""
+    cases = expected_calls(path)
+    answers, texts = [], []
+    for messages, _ in cases:
+        message = client.chat.completions.create(model=model, messages=messages, tools=list(TOOLS), temperature=0,
+                                                 max_tokens=max_tokens).choices[0].message
+        calls = [ToolCall(call.function.name, call.function.arguments) for call in message.tool_calls or []]
+        text = message.content or ""
+        answers.append((bool(calls) or text.lstrip().startswith(TOOL_CALL_OPEN), calls))
+        texts.append(text + "".join(call.text() for call in calls))
+    return {**score(answers, [call for _, call in cases]), "replies": texts}
+
+
+def score(answers: list[tuple[bool, list[ToolCall]]], expected: list[dict]) -> dict:
+    """Shares of the questions whose answer (whether the reply opened a call, the calls read from it)
+    - `opened` a tool call;
+    - `parsed`: holds exactly one call;
+    - `right_function`: that call is to the expected function;
+    - `accuracy`: with exactly the expected arguments too;
+    and `by_function`: `accuracy` over each function's questions."""
     counts = dict.fromkeys(("opened", "parsed", "right_function", "accuracy"), 0)
-    for reply, (_, expected) in zip(replies, cases):
-        _, calls = parse_tool_calls(reply)
-        counts["opened"] += reply.lstrip().startswith(TOOL_CALL_OPEN)
+    right: dict[str, list[bool]] = {}
+    for (opened, calls), call in zip(answers, expected):
+        counts["opened"] += opened
+        exact = len(calls) == 1 and calls[0].name == call["name"] and \
+            json.loads(calls[0].arguments) == call["arguments"]
+        right.setdefault(call["name"], []).append(exact)
         if len(calls) == 1:
             counts["parsed"] += 1
-            counts["right_function"] += calls[0].name == expected["name"]
-            counts["accuracy"] += calls[0].name == expected["name"] and \
-                json.loads(calls[0].arguments) == expected["arguments"]
-    return {**{key: count / len(cases) for key, count in counts.items()}, "questions": len(cases), "replies": replies}
+            counts["right_function"] += calls[0].name == call["name"]
+            counts["accuracy"] += exact
+    return {**{key: count / len(expected) for key, count in counts.items()}, "questions": len(expected),
+            "by_function": {name: sum(hits) / len(hits) for name, hits in right.items()}}
 
 
 # -- a set with fixed calls ----------------------------------------------------------------------------
