@@ -140,7 +140,8 @@ def launch_browser(playwright):
 def reload_page(page, url: str, timeout_s: float = 300.0) -> None:
     """Reload `page` once the server at `url` answers. A Gradio page that lost its server reloads
     itself when it finds the server again, and a reload made at that moment is aborted
-    (net::ERR_ABORTED, or interrupted by the page's own navigation): that one is tried again."""
+    (net::ERR_ABORTED, interrupted by the page's own navigation, or sent while the page's target
+    is being swapped: "Not attached to an active page"): that one is tried again."""
     from playwright.sync_api import Error
 
     deadline = time.monotonic() + timeout_s
@@ -150,7 +151,8 @@ def reload_page(page, url: str, timeout_s: float = 300.0) -> None:
             page.reload(timeout=max(1.0, deadline - time.monotonic()) * 1000)
             return
         except Error as e:
-            aborted = "ERR_ABORTED" in str(e) or "interrupted by another navigation" in str(e)
+            aborted = any(text in str(e) for text in ("ERR_ABORTED", "interrupted by another navigation",
+                                                      "Not attached to an active page"))
             if not aborted or time.monotonic() > deadline:
                 raise
 
