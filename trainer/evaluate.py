@@ -72,9 +72,13 @@ class EvalRow:
     line: int
     source: str
     prompt: list  # trainer.data.rows.Turn, the conversation the model answers
-    reference: str | None  # the reply's text, its tool calls as the studio's layout writes them
-    reply: object = None  # the reference as a trainer.data.rows.Turn, its calls as calls
+    reply: object = None  # the reference reply as a trainer.data.rows.Turn (its calls as calls), or None
     tools: tuple = ()  # the functions the row declares, listed in the prompt as training lists them
+
+    @property
+    def reference(self) -> str | None:
+        """The reference reply's text, its tool calls as the studio's layout writes them."""
+        return None if self.reply is None else self.reply.text
 
     @property
     def messages(self) -> list[dict]:
@@ -144,8 +148,7 @@ def read_rows(path: str | os.PathLike, format: str = "auto") -> tuple[str, list[
             prompt, reply = list(example.messages[:-1]), example.messages[-1]
         else:
             prompt, reply = list(example.messages), None
-        rows.append(EvalRow(len(rows), example.line, example.source or path, prompt,
-                            reply.text if reply is not None else None, reply, example.tools))
+        rows.append(EvalRow(len(rows), example.line, example.source or path, prompt, reply, example.tools))
     if not rows:
         raise EvalError(f"{path}: every one of its {with_images} rows has images; the evaluation answers text rows only")
     return name, rows, with_images

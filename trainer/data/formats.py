@@ -25,9 +25,9 @@ from typing import Iterator
 from ..messages import Message, plural
 from .dialogue import MESSAGES, SHAREGPT, Dialect, dialogue
 from .images import ImageContext
+from .preference_rows import conversation_pair, dialogue_pair, pair_example, replies
 from .readers import BadRecord, DataError, DataIssue, ReadError, Record, iter_records
 from .rows import Example, Row, Turn, check_labels, describe, system_turn
-from .preference_rows import conversation_pair, dialogue_pair, pair_example, replies
 from .tool_rows import tool_list
 from .vl_formats import attach_images, convert_erniekit_vl
 

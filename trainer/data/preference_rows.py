@@ -83,8 +83,6 @@ def dialogue_pair(d: Dialect, chosen: str = "chosen", rejected: str = "rejected"
     return convert
 
 
-
-
 def conversation_pair(r: Row) -> Example | None:
     """A TRL-style row: `chosen` and `rejected` as whole conversations sharing all but their last
     turn (a `prompt` beside them, as Hugging Face sets keep one, is not read), or a `prompt` (text,
@@ -109,7 +107,8 @@ def _shared_prompt(r: Row, declared: frozenset[str] | None) -> Example | None:
         return None
     if chosen[:-1] != rejected[:-1]:
         differ = next(i for i, (a, b) in enumerate(zip(chosen, rejected)) if a != b)
-        r.issue(f"rejected[{differ - system}]", Message("format-pair-differ", chosen="'chosen'", turn=differ - system))
+        r.issue(f"rejected[{differ - system}]",
+                Message("format-pair-differ", chosen="'chosen'", turn=differ - system))
         return None
     for key, reply in (("chosen", chosen[-1]), ("rejected", rejected[-1])):
         if reply.tool_calls:
